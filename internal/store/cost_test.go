@@ -1,0 +1,55 @@
+package store_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fstore/fstore/internal/store"
+	"github.com/fstore/fstore/internal/store/storetest"
+)
+
+// fstore-sql's final-check trigger read every earlier event of the stream,
+// so appends slowed down as a stream grew. Ours reads the previous event
+// only. Proven by counting the buffers one append touches (deterministic,
+// unlike a timing): at 5,000 events it touches about as many as at 1.
+func TestAppendCostDoesNotGrowWithStream(t *testing.T) {
+	t.Parallel()
+	s := storetest.NewStore(t)
+	register(t, s, "order", "created")
+	short := appendOne(t, s, ev("order", "short", nil))
+	long := chain(t, s, "order", "long", 5000)
+	conn := connect(t, s)
+	// Warm the session's caches (trigger plans, catalog) before counting.
+	appendBuffers(t, conn, ev("order", "short", &short.EventID))
+
+	atShort := appendBuffers(t, conn, ev("order", "short", &short.EventID))
+	atLong := appendBuffers(t, conn, ev("order", "long", &long.EventID))
+	t.Logf("buffers touched by one append: stream of 1 event %d, of 5000 events %d", atShort, atLong)
+	assert.LessOrEqual(t, atLong, atShort+8, "append cost must not grow with stream length")
+}
+
+// appendBuffers runs one append under EXPLAIN (ANALYZE, BUFFERS), rolled
+// back, and returns the shared buffers it touched, triggers included.
+func appendBuffers(t *testing.T, conn *pgx.Conn, e store.NewEvent) int {
+	t.Helper()
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx) //nolint:errcheck
+	var plan []byte
+	require.NoError(t, tx.QueryRow(ctx, `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)
+		INSERT INTO events (event, event_id, decider, decider_id, data, command_id, previous_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		e.Event, e.EventID, e.Decider, e.DeciderID, string(e.Data), e.CommandID, e.PreviousID).Scan(&plan))
+	var out []struct {
+		Plan struct {
+			Hit  int `json:"Shared Hit Blocks"`
+			Read int `json:"Shared Read Blocks"`
+		} `json:"Plan"`
+	}
+	require.NoError(t, json.Unmarshal(plan, &out))
+	return out[0].Plan.Hit + out[0].Plan.Read
+}

@@ -1,0 +1,124 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Sentinel errors. Every error a Store method returns for a reason the caller
+// can act on wraps exactly one of these; anything else is an internal error.
+var (
+	// ErrNotFound: the requested event, stream or decider does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrNotRegistered: the event type is not registered for the decider and version.
+	ErrNotRegistered = errors.New("event type not registered")
+	// ErrConcurrencyConflict: previous_id is not the stream's last event.
+	ErrConcurrencyConflict = errors.New("concurrency conflict")
+	// ErrStreamFinal: the stream was finalised; nothing may be appended to it.
+	ErrStreamFinal = errors.New("stream is final")
+	// ErrDuplicateEventID: the event_id is stored already with other content.
+	ErrDuplicateEventID = errors.New("duplicate event id")
+	// ErrRegistrationConflict: the event type is registered with another description.
+	ErrRegistrationConflict = errors.New("event type registered with another description")
+	// ErrInvalid: the database refused a value as invalid (a last line of
+	// defence behind the API's own validation).
+	ErrInvalid = errors.New("invalid value")
+	// ErrUnavailable: the database cannot be reached or is shutting down.
+	ErrUnavailable = errors.New("database unavailable")
+)
+
+// SQLSTATEs raised by fstore's own SQL (sql/migrations).
+const (
+	codeConcurrencyConflict = "FS001"
+	codeStreamFinal         = "FS002"
+	codeDuplicateEventID    = "FS003"
+	codeImmutable           = "FS004"
+	codeNotRegistered       = "FS005"
+)
+
+// AppendError tells which event of an append failed and why. It wraps one of
+// the sentinel errors (errors.Is works through it).
+type AppendError struct {
+	// Index of the failing event in the request (0 for a single append).
+	Index int
+	// EventID of the failing event.
+	EventID uuid.UUID
+	// LastEventID is the stream's last event when Err is
+	// ErrConcurrencyConflict; nil when the stream is empty.
+	LastEventID *uuid.UUID
+	// Err is the sentinel (and the driver error behind it).
+	Err error
+}
+
+func (e *AppendError) Error() string {
+	return fmt.Sprintf("event %d (%s): %v", e.Index, e.EventID, e.Err)
+}
+
+func (e *AppendError) Unwrap() error { return e.Err }
+
+// interpretError converts a driver error into one wrapping a sentinel, by
+// SQLSTATE and constraint name, never by message text.
+func interpretError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		if sentinel := sentinelFor(pgErr); sentinel != nil {
+			return fmt.Errorf("%w: %w", sentinel, err)
+		}
+		return fmt.Errorf("store: %w", err)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	if errors.As(err, &connectErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return fmt.Errorf("store: %w", err)
+}
+
+func sentinelFor(e *pgconn.PgError) error {
+	switch e.Code {
+	case codeConcurrencyConflict:
+		return ErrConcurrencyConflict
+	case codeStreamFinal:
+		return ErrStreamFinal
+	case codeDuplicateEventID:
+		return ErrDuplicateEventID
+	case codeNotRegistered:
+		return ErrNotRegistered
+	case codeImmutable:
+		return ErrInvalid
+	case "23505": // unique_violation
+		switch e.ConstraintName {
+		case "events_previous_id_key", "events_stream_first_key":
+			return ErrConcurrencyConflict
+		case "events_event_id_key":
+			return ErrDuplicateEventID
+		case "deciders_pkey":
+			return ErrRegistrationConflict
+		}
+	case "22P05", "22021", "22P02", "22001", "22003", "23514", "22023":
+		// untranslatable character (\u0000 in JSON), bad encoding, bad text
+		// representation, too long, out of range, check violation.
+		return ErrInvalid
+	case "57P01", "57P02", "57P03", "53300":
+		return ErrUnavailable
+	}
+	if len(e.Code) == 5 && e.Code[:2] == "08" { // connection exception
+		return ErrUnavailable
+	}
+	return nil
+}

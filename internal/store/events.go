@@ -1,0 +1,375 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// Event is one stored event. Its JSON form is the one the API returns and the
+// dispatcher posts: field names match the SQL columns.
+type Event struct {
+	Event        string          `json:"event"`
+	EventID      uuid.UUID       `json:"event_id"`
+	EventVersion int64           `json:"event_version"`
+	Decider      string          `json:"decider"`
+	DeciderID    string          `json:"decider_id"`
+	Data         json.RawMessage `json:"data" swaggertype:"object"`
+	CommandID    uuid.UUID       `json:"command_id"`
+	PreviousID   *uuid.UUID      `json:"previous_id" extensions:"x-nullable"`
+	Final        bool            `json:"final"`
+	CreatedAt    time.Time       `json:"created_at"`
+	Offset       int64           `json:"offset"`
+}
+
+// NewEvent is an event to append. PreviousID is nil for a stream's first
+// event and the stream's last event_id otherwise.
+type NewEvent struct {
+	Event        string
+	EventID      uuid.UUID
+	EventVersion int64
+	Decider      string
+	DeciderID    string
+	Data         json.RawMessage
+	CommandID    uuid.UUID
+	PreviousID   *uuid.UUID
+	Final        bool
+}
+
+// AppendResult is what an append stored.
+type AppendResult struct {
+	// Events are the stored events, in input order.
+	Events []Event
+	// Created is false when every event was stored already with identical
+	// content: the append was a client's retry and changed nothing.
+	Created bool
+}
+
+const eventColumns = `event, event_id, event_version, decider, decider_id, data, command_id, previous_id, final, created_at, "offset"`
+
+// appendSQL inserts events from parallel arrays, in input order. An event
+// whose event_id is stored already is skipped (ON CONFLICT): the caller then
+// checks that the stored one is identical.
+const appendSQL = `
+INSERT INTO events (event, event_id, event_version, decider, decider_id, data, command_id, previous_id, final)
+SELECT i.event, i.event_id::uuid, i.event_version, i.decider, i.decider_id, i.data::jsonb, i.command_id::uuid,
+       i.previous_id::uuid, i.final
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+            $9::bool[]) WITH ORDINALITY
+         AS i(event, event_id, event_version, decider, decider_id, data, command_id, previous_id, final, ord)
+ORDER BY i.ord
+ON CONFLICT ON CONSTRAINT events_event_id_key DO NOTHING
+RETURNING ` + eventColumns
+
+// storedSQL returns the stored events with these event_ids, each with whether
+// it is identical to the one given.
+var storedSQL = `
+SELECT ` + prefixed("e.") + `,
+       (e.event = i.event AND e.event_version = i.event_version AND e.decider = i.decider
+        AND e.decider_id = i.decider_id AND e.data = i.data::jsonb AND e.command_id = i.command_id::uuid
+        AND e.previous_id IS NOT DISTINCT FROM i.previous_id::uuid AND e.final = i.final) AS identical
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+            $9::bool[]) AS i(event, event_id, event_version, decider, decider_id, data, command_id, previous_id, final)
+JOIN events e ON e.event_id = i.event_id::uuid`
+
+func prefixed(p string) string {
+	return p + `event, ` + p + `event_id, ` + p + `event_version, ` + p + `decider, ` + p + `decider_id, ` +
+		p + `data, ` + p + `command_id, ` + p + `previous_id, ` + p + `final, ` + p + `created_at, ` + p + `"offset"`
+}
+
+// columns turns events into the parallel arrays appendSQL and storedSQL take.
+func columns(evs []NewEvent) []any {
+	n := len(evs)
+	var (
+		names, ids, deciders, deciderIDs, data, commands = make([]string, n), make([]string, n),
+			make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		versions = make([]int64, n)
+		previous = make([]*string, n)
+		finals   = make([]bool, n)
+	)
+	for i, e := range evs {
+		names[i], ids[i], versions[i] = e.Event, e.EventID.String(), e.EventVersion
+		deciders[i], deciderIDs[i], data[i] = e.Decider, e.DeciderID, string(e.Data)
+		commands[i], finals[i] = e.CommandID.String(), e.Final
+		if e.PreviousID != nil {
+			p := e.PreviousID.String()
+			previous[i] = &p
+		}
+	}
+	return []any{names, ids, versions, deciders, deciderIDs, data, commands, previous, finals}
+}
+
+func scanEvent(row pgx.Row, extra ...any) (Event, error) {
+	var e Event
+	var data []byte
+	dest := append([]any{&e.Event, &e.EventID, &e.EventVersion, &e.Decider, &e.DeciderID, &data,
+		&e.CommandID, &e.PreviousID, &e.Final, &e.CreatedAt, &e.Offset}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return Event{}, err
+	}
+	e.Data = data
+	return e, nil
+}
+
+func collectEvents(rows pgx.Rows) ([]Event, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Event, error) { return scanEvent(r) })
+}
+
+// AppendEvents appends evs atomically, all or nothing, in input order. They
+// may belong to several streams; a later event may name an earlier one of the
+// same call as its previous_id. An event stored already with identical
+// content is returned as stored (a safe retry).
+//
+// On failure nothing is stored and the error is an *AppendError wrapping
+// ErrNotRegistered, ErrConcurrencyConflict (with the stream's last event),
+// ErrStreamFinal, ErrDuplicateEventID or ErrInvalid; or ErrUnavailable.
+func (s *Store) AppendEvents(ctx context.Context, evs []NewEvent) (AppendResult, error) {
+	if len(evs) == 0 {
+		return AppendResult{Events: []Event{}}, nil
+	}
+	if len(evs) == 1 {
+		// One statement is its own transaction: one round trip.
+		res, err := s.appendFast(ctx, s.pool, evs)
+		if err != nil && !errors.As(err, new(*AppendError)) {
+			err = s.appendFailure(ctx, evs, 0, err)
+		}
+		return res, err
+	}
+	var res AppendResult
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		res, err = s.appendFast(ctx, tx, evs)
+		return err
+	})
+	if err == nil || errors.As(err, new(*AppendError)) {
+		return res, err
+	}
+	if err = interpretError(err); !isSentinel(err) {
+		return res, err
+	}
+	// The one-statement insert was refused without telling which event: find
+	// it by appending one event per statement, in a transaction of its own.
+	return s.appendOneByOne(ctx, evs)
+}
+
+type dbtx interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// appendFast inserts every event in one statement. Errors of that statement
+// come back raw, for the caller to diagnose; an *AppendError comes back only
+// for an event_id found stored with other content after the insert.
+func (s *Store) appendFast(ctx context.Context, q dbtx, evs []NewEvent) (AppendResult, error) {
+	rows, err := q.Query(ctx, appendSQL, columns(evs)...)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	inserted, err := collectEvents(rows)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	return s.completeAppend(ctx, q, evs, inserted)
+}
+
+// completeAppend puts inserted events in input order and fills in the ones
+// that were stored already, refusing any whose stored content differs.
+func (s *Store) completeAppend(ctx context.Context, q dbtx, evs []NewEvent, inserted []Event) (AppendResult, error) {
+	byID := make(map[uuid.UUID]Event, len(evs))
+	for _, e := range inserted {
+		byID[e.EventID] = e
+	}
+	res := AppendResult{Events: make([]Event, len(evs)), Created: len(inserted) > 0}
+	if len(inserted) < len(evs) {
+		var missing []NewEvent
+		for _, e := range evs {
+			if _, ok := byID[e.EventID]; !ok {
+				missing = append(missing, e)
+			}
+		}
+		stored, err := storedEvents(ctx, q, missing)
+		if err != nil {
+			return AppendResult{}, err
+		}
+		for _, e := range missing {
+			if st, ok := stored[e.EventID]; ok && st.identical {
+				byID[e.EventID] = st.Event
+			}
+		}
+	}
+	for i, e := range evs {
+		got, ok := byID[e.EventID]
+		if !ok {
+			return AppendResult{}, &AppendError{Index: i, EventID: e.EventID,
+				Err: fmt.Errorf("%w: event_id %s is stored already with other content", ErrDuplicateEventID, e.EventID)}
+		}
+		res.Events[i] = got
+	}
+	return res, nil
+}
+
+type storedEvent struct {
+	Event
+	identical bool
+}
+
+func storedEvents(ctx context.Context, q dbtx, evs []NewEvent) (map[uuid.UUID]storedEvent, error) {
+	rows, err := q.Query(ctx, storedSQL, columns(evs)...)
+	if err != nil {
+		return nil, interpretError(err)
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (storedEvent, error) {
+		var st storedEvent
+		var err error
+		st.Event, err = scanEvent(r, &st.identical)
+		return st, err
+	})
+	if err != nil {
+		return nil, interpretError(err)
+	}
+	out := make(map[uuid.UUID]storedEvent, len(list))
+	for _, st := range list {
+		out[st.EventID] = st
+	}
+	return out, nil
+}
+
+// appendOneByOne appends the events one statement each, pipelined in one
+// round trip inside one transaction, so that a failure names its event. If
+// every event goes through (the race that failed the first attempt is over),
+// the transaction commits: the append is just as atomic.
+func (s *Store) appendOneByOne(ctx context.Context, evs []NewEvent) (AppendResult, error) {
+	var res AppendResult
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		batch := &pgx.Batch{}
+		for i := range evs {
+			batch.Queue(appendSQL, columns(evs[i:i+1])...)
+		}
+		results := tx.SendBatch(ctx, batch)
+		var inserted []Event
+		for i := range evs {
+			rows, err := results.Query()
+			if err == nil {
+				var got []Event
+				got, err = collectEvents(rows)
+				inserted = append(inserted, got...)
+			}
+			if err != nil {
+				_ = results.Close()
+				return s.appendFailure(ctx, evs, i, err)
+			}
+		}
+		if err := results.Close(); err != nil {
+			return interpretError(err)
+		}
+		var err error
+		res, err = s.completeAppend(ctx, tx, evs, inserted)
+		return err
+	})
+	return res, err
+}
+
+// appendFailure turns the error of appending evs[i] into an *AppendError,
+// adding what the client needs to recover: the stream's last event on a
+// conflict. It runs outside the failed transaction.
+func (s *Store) appendFailure(ctx context.Context, evs []NewEvent, i int, err error) error {
+	err = interpretError(err)
+	e := evs[i]
+	appendErr := &AppendError{Index: i, EventID: e.EventID, Err: err}
+	switch {
+	case errors.Is(err, ErrConcurrencyConflict), errors.Is(err, ErrStreamFinal):
+		// An event_id stored with other content is the real cause: report it.
+		if stored, lookErr := storedEvents(ctx, s.pool, evs[i:i+1]); lookErr == nil {
+			if st, ok := stored[e.EventID]; ok && !st.identical {
+				appendErr.Err = fmt.Errorf("%w: event_id %s is stored already with other content", ErrDuplicateEventID, e.EventID)
+				return appendErr
+			}
+		}
+		last, lookErr := s.LastEvent(ctx, e.Decider, e.DeciderID)
+		if lookErr == nil {
+			appendErr.LastEventID = &last.EventID
+			if last.Final {
+				appendErr.Err = fmt.Errorf("%w: stream (%q, %q) is final", ErrStreamFinal, e.Decider, e.DeciderID)
+			}
+		}
+	case errors.Is(err, ErrUnavailable), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	if !isSentinel(appendErr.Err) {
+		return err
+	}
+	return appendErr
+}
+
+func isSentinel(err error) bool {
+	for _, s := range []error{ErrNotRegistered, ErrConcurrencyConflict, ErrStreamFinal, ErrDuplicateEventID, ErrInvalid} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// ReadQuery selects events to read. With Decider and DeciderID: one stream.
+// With Decider alone: every stream of that decider. With neither: the log.
+type ReadQuery struct {
+	Decider   string
+	DeciderID string
+	// After is an exclusive offset cursor.
+	After int64
+	// Limit bounds the number of events returned (1..10000).
+	Limit int
+}
+
+// ReadEvents returns events in offset order. Reads of a decider or of the
+// whole log stop below the read horizon: an event whose transaction is still
+// running may take a lower offset than one already committed, and a reader
+// that moved its cursor past it would never see it.
+func (s *Store) ReadEvents(ctx context.Context, q ReadQuery) ([]Event, error) {
+	var rows pgx.Rows
+	var err error
+	switch {
+	case q.DeciderID != "":
+		// Within one stream offsets commit in order: each event names the
+		// previous one, which must be committed first. No horizon needed.
+		rows, err = s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
+			WHERE decider = $1 AND decider_id = $2 AND "offset" > $3 ORDER BY "offset" LIMIT $4`,
+			q.Decider, q.DeciderID, q.After, q.Limit)
+	case q.Decider != "":
+		rows, err = s.pool.Query(ctx, `SELECT `+eventColumns+` FROM read_events($1, $2, $3)`, q.After, q.Limit, q.Decider)
+	default:
+		rows, err = s.pool.Query(ctx, `SELECT `+eventColumns+` FROM read_events($1, $2)`, q.After, q.Limit)
+	}
+	if err != nil {
+		return nil, interpretError(err)
+	}
+	evs, err := collectEvents(rows)
+	if err != nil {
+		return nil, interpretError(err)
+	}
+	return evs, nil
+}
+
+// LastEvent returns the last event of the stream (decider, deciderID);
+// ErrNotFound when the stream is empty.
+func (s *Store) LastEvent(ctx context.Context, decider, deciderID string) (Event, error) {
+	e, err := scanEvent(s.pool.QueryRow(ctx, `SELECT `+eventColumns+` FROM events
+		WHERE decider = $1 AND decider_id = $2 ORDER BY "offset" DESC LIMIT 1`, decider, deciderID))
+	if err != nil {
+		return Event{}, interpretError(err)
+	}
+	return e, nil
+}
+
+// GetEvent returns the event with this event_id; ErrNotFound when none.
+func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (Event, error) {
+	e, err := scanEvent(s.pool.QueryRow(ctx, `SELECT `+eventColumns+` FROM events WHERE event_id = $1`, id))
+	if err != nil {
+		return Event{}, interpretError(err)
+	}
+	return e, nil
+}
