@@ -89,8 +89,8 @@ func TestAppendConflicts(t *testing.T) {
 		event    store.NewEvent
 		wantLast *uuid.UUID
 	}{
-		"previous_id not the last event": {ev("order", "o-1", &first.EventID), &second.EventID},
-		"null previous_id on a non-empty stream": {ev("order", "o-1", nil), &second.EventID},
+		"previous_id not the last event":          {ev("order", "o-1", &first.EventID), &second.EventID},
+		"null previous_id on a non-empty stream":  {ev("order", "o-1", nil), &second.EventID},
 		"previous_id of another decider's stream": {ev("order", "o-1", &otherStream.EventID), &second.EventID},
 		"previous_id that does not exist":         {ev("order", "o-1", ptr(uuid.New())), &second.EventID},
 		"previous_id on an empty stream":          {ev("order", "o-9", &first.EventID), nil},

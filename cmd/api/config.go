@@ -1,0 +1,106 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/rs/zerolog"
+)
+
+// config is the API's whole configuration, read from the environment.
+type config struct {
+	// PostgreSQL connection string. No default: make run starts a local
+	// PostgreSQL and sets it. pgxpool settings (pool_max_conns=…) apply.
+	DatabaseURL string `env:"DATABASE_URL,required,notEmpty"`
+	// Listen address. Default 127.0.0.1:8080.
+	Addr string `env:"FSTORE_ADDR" envDefault:"127.0.0.1:8080"`
+	// Comma-separated bearer keys; when set every /v1 route needs one.
+	// Default: none (no auth, loopback only unless Insecure).
+	APIKeys []string `env:"FSTORE_API_KEYS" envSeparator:","`
+	// Allow listening beyond loopback without API keys. Default false.
+	Insecure bool `env:"FSTORE_INSECURE" envDefault:"false"`
+	// Largest accepted request body in bytes. Default 8 MiB.
+	MaxBodyBytes int64 `env:"FSTORE_MAX_BODY_BYTES" envDefault:"8388608"`
+	// How long shutdown waits for in-flight requests. Default 20s.
+	ShutdownTimeout time.Duration `env:"FSTORE_SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// How long start-up waits for the database to answer. Default 60s.
+	ConnectTimeout time.Duration `env:"FSTORE_CONNECT_TIMEOUT" envDefault:"60s"`
+	// trace, debug, info, warn or error. Default info.
+	LogLevel string `env:"FSTORE_LOG_LEVEL" envDefault:"info"`
+	// json (one object per line) or console (for people). Default json.
+	LogFormat string `env:"FSTORE_LOG_FORMAT" envDefault:"json"`
+}
+
+// loadConfig reads and validates the configuration.
+func loadConfig() (config, error) {
+	cfg, err := env.ParseAs[config]()
+	if err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.validate()
+}
+
+func (c *config) validate() error {
+	var errs []error
+	keys := c.APIKeys[:0]
+	for _, k := range c.APIKeys {
+		if k != "" {
+			keys = append(keys, k)
+		}
+	}
+	c.APIKeys = keys
+	host, port, err := net.SplitHostPort(c.Addr)
+	if err != nil || port == "" {
+		errs = append(errs, fmt.Errorf("FSTORE_ADDR %q: want host:port", c.Addr))
+	} else if len(c.APIKeys) == 0 && !c.Insecure && !isLoopback(host) {
+		errs = append(errs, fmt.Errorf("FSTORE_ADDR %q is not a loopback address and FSTORE_API_KEYS is empty: "+
+			"set API keys, or FSTORE_INSECURE=true to serve without authentication", c.Addr))
+	}
+	if c.MaxBodyBytes < 1024 {
+		errs = append(errs, fmt.Errorf("FSTORE_MAX_BODY_BYTES %d: want at least 1024", c.MaxBodyBytes))
+	}
+	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
+		errs = append(errs, fmt.Errorf("FSTORE_LOG_LEVEL %q: want trace, debug, info, warn or error", c.LogLevel))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		errs = append(errs, fmt.Errorf("FSTORE_LOG_FORMAT %q: want json or console", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// MarshalZerologObject logs the configuration with secrets masked.
+func (c config) MarshalZerologObject(e *zerolog.Event) {
+	e.Str("database_url", redactURL(c.DatabaseURL)).
+		Str("addr", c.Addr).
+		Int("api_keys", len(c.APIKeys)).
+		Bool("insecure", c.Insecure).
+		Int64("max_body_bytes", c.MaxBodyBytes).
+		Dur("shutdown_timeout", c.ShutdownTimeout).
+		Str("log_level", c.LogLevel)
+}
+
+// redactURL hides the password of a URL; a DSN that is not a URL is hidden whole.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" {
+		return "(set, not a URL: hidden)"
+	}
+	q := u.Query()
+	if q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,130 @@
+// Command fstore-api serves fstore's REST/JSON API over PostgreSQL. It applies
+// pending migrations at start-up (under an advisory lock, so several
+// instances may start at once) and shuts down gracefully on SIGINT/SIGTERM.
+// Configuration comes from the environment: see config.go and README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	httpapi "github.com/fstore/fstore/internal/http"
+	"github.com/fstore/fstore/internal/store"
+	fstoresql "github.com/fstore/fstore/sql"
+)
+
+func main() {
+	if len(os.Args) > 1 && (os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help") {
+		fmt.Println("fstore-api: fstore's REST/JSON API. Configured by the environment: DATABASE_URL (required), " +
+			"FSTORE_ADDR, FSTORE_API_KEYS, FSTORE_INSECURE, FSTORE_MAX_BODY_BYTES, FSTORE_SHUTDOWN_TIMEOUT, " +
+			"FSTORE_CONNECT_TIMEOUT, FSTORE_LOG_LEVEL, FSTORE_LOG_FORMAT. See README.md.")
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "fstore-api:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cfg, err := loadConfig()
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	logger := newLogger(cfg)
+	logger.Info().Object("config", cfg).Msg("starting fstore API")
+
+	st, err := connect(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	applied, err := st.Migrate(ctx, fstoresql.Migrations)
+	if err != nil {
+		return err
+	}
+	version, err := store.LatestVersion(fstoresql.Migrations)
+	if err != nil {
+		return err
+	}
+	logger.Info().Ints("applied", applied).Int("schema_version", version).Msg("schema up to date")
+
+	api := httpapi.NewServer(st, httpapi.Options{
+		Logger: logger, APIKeys: cfg.APIKeys, MaxBodyBytes: cfg.MaxBodyBytes, SchemaVersion: version,
+	})
+	srv := &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	base := "http://" + ln.Addr().String()
+	logger.Info().Str("api", base+"/v1").Str("docs", base+"/docs/").Str("openapi", base+"/openapi.json").
+		Msg("fstore API listening")
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info().Dur("timeout", cfg.ShutdownTimeout).Msg("shutting down: finishing in-flight requests")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	logger.Info().Msg("stopped")
+	return nil
+}
+
+// connect opens the store, waiting up to cfg.ConnectTimeout for the
+// database to answer (it may still be starting, as under docker compose).
+func connect(ctx context.Context, cfg config, logger zerolog.Logger) (*store.Store, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
+	defer cancel()
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		st, err := store.Open(ctx, cfg.DatabaseURL)
+		if err == nil {
+			return st, nil
+		}
+		if !errors.Is(err, store.ErrUnavailable) {
+			return nil, err
+		}
+		logger.Warn().Err(err).Dur("retry_in", wait).Msg("database not reachable yet")
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("database did not answer within %s: %w", cfg.ConnectTimeout, err)
+		case <-time.After(wait):
+		}
+	}
+}
+
+func newLogger(cfg config) zerolog.Logger {
+	level, _ := zerolog.ParseLevel(cfg.LogLevel)
+	var logger zerolog.Logger
+	if cfg.LogFormat == "console" {
+		logger = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly})
+	} else {
+		logger = zerolog.New(os.Stderr)
+	}
+	return logger.Level(level).With().Timestamp().Str("service", "fstore-api").Logger()
+}

@@ -1,0 +1,366 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+
+	"github.com/fstore/fstore/internal/store"
+)
+
+// Read limits of GET /v1/events.
+const (
+	defaultReadLimit = 1000
+	maxReadLimit     = 10000
+	maxBatchEvents   = 1000
+)
+
+// appendEventRequest is one event to append.
+type appendEventRequest struct {
+	// The event type, registered for the decider at event_version.
+	Event string `json:"event" validate:"required,name" example:"order_placed"`
+	// Chosen by the client, so that a retry is recognised.
+	EventID string `json:"event_id" validate:"required,uuid" example:"5f0e1c3a-8d4b-4c2e-9f6a-1b2c3d4e5f60" format:"uuid"`
+	// Default 1.
+	EventVersion *int64 `json:"event_version,omitempty" validate:"omitnil,min=1" example:"1" minimum:"1"`
+	Decider      string `json:"decider" validate:"required,name" example:"order"`
+	// The stream's business key.
+	DeciderID string `json:"decider_id" validate:"required,key" example:"order-1042"`
+	// The payload: any JSON value but null.
+	Data      json.RawMessage `json:"data" swaggertype:"object"`
+	CommandID string          `json:"command_id" validate:"required,uuid" example:"0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f" format:"uuid"`
+	// Required: null for a stream's first event, else the stream's last event_id.
+	PreviousID nullableUUID `json:"previous_id" swaggertype:"string" format:"uuid" extensions:"x-nullable"`
+	// true closes the stream: nothing may follow this event. Default false.
+	Final bool `json:"final,omitempty"`
+}
+
+// nullableUUID is a JSON field that must be present and may be null.
+type nullableUUID struct {
+	set   bool
+	value *string
+}
+
+// UnmarshalJSON records that the field was present, null or not.
+func (n *nullableUUID) UnmarshalJSON(b []byte) error {
+	n.set = true
+	if bytes.Equal(b, []byte("null")) {
+		n.value = nil
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return &FieldError{Field: "previous_id", Message: "must be a UUID string or null"}
+	}
+	n.value = &s
+	return nil
+}
+
+// appendBatchRequest is the body of POST /v1/events/batch.
+type appendBatchRequest struct {
+	Events []appendEventRequest `json:"events" validate:"required,min=1,max=1000,dive" minItems:"1" maxItems:"1000"`
+}
+
+// eventsResponse lists events, in input or offset order.
+type eventsResponse struct {
+	Events []store.Event `json:"events"`
+}
+
+// eventsPage is one page of a read.
+type eventsPage struct {
+	Events []store.Event `json:"events"`
+	// Pass as after to read the next page; null when this page reached the
+	// end of what can be read now (poll again later with the last offset seen).
+	NextAfter *int64 `json:"next_after" extensions:"x-nullable" example:"1042"`
+}
+
+// toNewEvent validates one request event (its JSON path is prefix) and
+// converts it. It returns the field errors found.
+func (req appendEventRequest) toNewEvent(prefix string) (store.NewEvent, []FieldError) {
+	errs := validateStruct(req)
+	for i := range errs {
+		errs[i].Field = prefix + errs[i].Field
+	}
+	if msg := checkData(req.Data); msg != "" {
+		errs = append(errs, FieldError{Field: prefix + "data", Message: msg})
+	}
+	ev := store.NewEvent{Event: req.Event, EventVersion: 1, Decider: req.Decider, DeciderID: req.DeciderID,
+		Data: req.Data, Final: req.Final}
+	switch {
+	case !req.PreviousID.set:
+		errs = append(errs, FieldError{Field: prefix + "previous_id",
+			Message: "is required: null for a stream's first event, else the stream's last event_id"})
+	case req.PreviousID.value != nil:
+		id, err := uuid.Parse(*req.PreviousID.value)
+		if err != nil || len(*req.PreviousID.value) != 36 {
+			errs = append(errs, FieldError{Field: prefix + "previous_id", Message: "must be a UUID or null"})
+		}
+		ev.PreviousID = &id
+	}
+	if req.EventVersion != nil {
+		ev.EventVersion = *req.EventVersion
+	}
+	ev.EventID, _ = uuid.Parse(req.EventID)
+	ev.CommandID, _ = uuid.Parse(req.CommandID)
+	return ev, errs
+}
+
+// appendEvent godoc
+//
+//	@Summary		Append one event
+//	@Description	Appends an event to its stream (decider, decider_id) with optimistic locking: previous_id must be the stream's last event_id (null for the first event). Sending an event that is already stored with identical content returns it with 200, so a client may retry safely.
+//	@Tags			events
+//	@ID				appendEvent
+//	@Accept			json
+//	@Produce		json
+//	@Param			body	body		appendEventRequest	true	"The event"
+//	@Success		201		{object}	store.Event			"Stored"
+//	@Success		200		{object}	store.Event			"Stored already (a retry)"
+//	@Failure		400		{object}	Problem
+//	@Failure		409		{object}	Problem	"concurrency-conflict (with last_event_id), stream-final or duplicate-event-id"
+//	@Failure		413		{object}	Problem
+//	@Failure		422		{object}	Problem	"The event type is not registered for the decider and version"
+//	@Security		bearer
+//	@Router			/v1/events [post]
+func (s *Server) appendEvent(w http.ResponseWriter, r *http.Request) {
+	var req appendEventRequest
+	if err := decodeJSON(w, r, s.opts.MaxBodyBytes, &req); err != nil {
+		writeProblem(w, r, err)
+		return
+	}
+	ev, errs := req.toNewEvent("")
+	if len(errs) > 0 {
+		writeProblem(w, r, badRequest("the event is invalid", errs...))
+		return
+	}
+	res, err := s.store.AppendEvents(r.Context(), []store.NewEvent{ev})
+	if err != nil {
+		writeProblem(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if res.Created {
+		status = http.StatusCreated
+	}
+	w.Header().Set("Location", "/v1/events/"+res.Events[0].EventID.String())
+	writeJSON(w, status, res.Events[0])
+}
+
+// appendBatch godoc
+//
+//	@Summary		Append events atomically
+//	@Description	Appends 1 to 1000 events in one transaction, all or nothing. They may belong to several streams; a later event of a stream may name an earlier one of the batch as its previous_id. On failure the problem carries the index of the first failing event and nothing is stored. A batch whose every event is already stored identically returns 200 (a retry).
+//	@Tags			events
+//	@ID				appendEvents
+//	@Accept			json
+//	@Produce		json
+//	@Param			body	body		appendBatchRequest	true	"The events"
+//	@Success		201		{object}	eventsResponse		"Stored, in input order"
+//	@Success		200		{object}	eventsResponse		"Stored already (a retry)"
+//	@Failure		400		{object}	Problem
+//	@Failure		409		{object}	Problem	"concurrency-conflict, stream-final or duplicate-event-id, with index"
+//	@Failure		413		{object}	Problem
+//	@Failure		422		{object}	Problem	"An event type is not registered, with index"
+//	@Security		bearer
+//	@Router			/v1/events/batch [post]
+func (s *Server) appendBatch(w http.ResponseWriter, r *http.Request) {
+	var req appendBatchRequest
+	if err := decodeJSON(w, r, s.opts.MaxBodyBytes, &req); err != nil {
+		writeProblem(w, r, err)
+		return
+	}
+	if n := len(req.Events); n == 0 || n > maxBatchEvents {
+		writeProblem(w, r, badRequest("a batch holds 1 to 1000 events",
+			FieldError{Field: "events", Message: fmt.Sprintf("must have 1 to %d items, not %d", maxBatchEvents, n)}))
+		return
+	}
+	evs := make([]store.NewEvent, len(req.Events))
+	seen := make(map[uuid.UUID]int, len(req.Events))
+	for i, er := range req.Events {
+		prefix := fmt.Sprintf("events[%d].", i)
+		ev, errs := er.toNewEvent(prefix)
+		if j, dup := seen[ev.EventID]; dup && len(errs) == 0 {
+			errs = append(errs, FieldError{Field: prefix + "event_id", Message: fmt.Sprintf("repeats events[%d].event_id", j)})
+		}
+		if len(errs) > 0 {
+			p := badRequest(fmt.Sprintf("event %d is invalid", i), errs...)
+			p.Index = &i
+			writeProblem(w, r, p)
+			return
+		}
+		seen[ev.EventID] = i
+		evs[i] = ev
+	}
+	res, err := s.store.AppendEvents(r.Context(), evs)
+	if err != nil {
+		p := problemFor(r, err)
+		var appendErr *store.AppendError
+		if errors.As(err, &appendErr) {
+			p.Index = &appendErr.Index
+		}
+		writeProblem(w, r, p)
+		return
+	}
+	status := http.StatusOK
+	if res.Created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, eventsResponse{Events: res.Events})
+}
+
+// readEvents godoc
+//
+//	@Summary		Read events
+//	@Description	Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither). Page with after: it never skips an event, even one whose transaction commits late.
+//	@Tags			events
+//	@ID				readEvents
+//	@Produce		json
+//	@Param			decider		query		string	false	"Decider name"
+//	@Param			decider_id	query		string	false	"Stream key (needs decider)"
+//	@Param			after		query		integer	false	"Exclusive offset cursor"	minimum(0)	default(0)
+//	@Param			limit		query		integer	false	"Page size"					minimum(1)	maximum(10000)	default(1000)
+//	@Success		200			{object}	eventsPage
+//	@Failure		400			{object}	Problem
+//	@Security		bearer
+//	@Router			/v1/events [get]
+func (s *Server) readEvents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var errs []FieldError
+	rq := store.ReadQuery{Decider: q.Get("decider"), DeciderID: q.Get("decider_id"), Limit: defaultReadLimit}
+	if q.Has("decider") && !validName(rq.Decider) {
+		errs = append(errs, FieldError{Field: "decider", Message: "must be 1 to 255 characters, with no control characters"})
+	}
+	if q.Has("decider_id") {
+		switch {
+		case !validKey(rq.DeciderID):
+			errs = append(errs, FieldError{Field: "decider_id", Message: "must be 1 to 255 characters, with no NUL character"})
+		case !q.Has("decider"):
+			errs = append(errs, FieldError{Field: "decider_id", Message: "needs decider: a stream is (decider, decider_id)"})
+		}
+	}
+	var fe *FieldError
+	if rq.After, fe = intParam(q, "after", 0, 0, 1<<62); fe != nil {
+		errs = append(errs, *fe)
+	}
+	limit, fe := intParam(q, "limit", defaultReadLimit, 1, maxReadLimit)
+	if fe != nil {
+		errs = append(errs, *fe)
+	}
+	rq.Limit = int(limit)
+	if len(errs) > 0 {
+		writeProblem(w, r, badRequest("invalid query parameters", errs...))
+		return
+	}
+	evs, err := s.store.ReadEvents(r.Context(), rq)
+	if err != nil {
+		writeProblem(w, r, err)
+		return
+	}
+	page := eventsPage{Events: evs}
+	if len(evs) == rq.Limit {
+		page.NextAfter = &evs[len(evs)-1].Offset
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// lastEvent godoc
+//
+//	@Summary	Get the last event of a stream
+//	@Tags		events
+//	@ID			getLastEvent
+//	@Produce	json
+//	@Param		decider		query		string	true	"Decider name"
+//	@Param		decider_id	query		string	true	"Stream key"
+//	@Success	200			{object}	store.Event
+//	@Failure	400			{object}	Problem
+//	@Failure	404			{object}	Problem	"The stream is empty"
+//	@Security	bearer
+//	@Router		/v1/events/last [get]
+func (s *Server) lastEvent(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var errs []FieldError
+	if !validName(q.Get("decider")) {
+		errs = append(errs, FieldError{Field: "decider", Message: "is required: 1 to 255 characters, with no control characters"})
+	}
+	if !validKey(q.Get("decider_id")) {
+		errs = append(errs, FieldError{Field: "decider_id", Message: "is required: 1 to 255 characters, with no NUL character"})
+	}
+	if len(errs) > 0 {
+		writeProblem(w, r, badRequest("invalid query parameters", errs...))
+		return
+	}
+	ev, err := s.store.LastEvent(r.Context(), q.Get("decider"), q.Get("decider_id"))
+	if err != nil {
+		writeProblem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ev)
+}
+
+// getEvent godoc
+//
+//	@Summary	Get one event
+//	@Tags		events
+//	@ID			getEvent
+//	@Produce	json
+//	@Param		event_id	path		string	true	"Event id"	format(uuid)
+//	@Success	200			{object}	store.Event
+//	@Failure	400			{object}	Problem
+//	@Failure	404			{object}	Problem
+//	@Security	bearer
+//	@Router		/v1/events/{event_id} [get]
+func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
+	raw := chi.URLParam(r, "event_id")
+	id, err := uuid.Parse(raw)
+	if err != nil || len(raw) != 36 {
+		writeProblem(w, r, badRequest("invalid event id", FieldError{Field: "event_id", Message: "must be a UUID"}))
+		return
+	}
+	ev, err := s.store.GetEvent(r.Context(), id)
+	if err != nil {
+		writeProblem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ev)
+}
+
+// intParam parses an optional integer query parameter within [lo, hi].
+func intParam(q url.Values, name string, def, lo, hi int64) (int64, *FieldError) {
+	if !q.Has(name) {
+		return def, nil
+	}
+	v, err := strconv.ParseInt(q.Get(name), 10, 64)
+	if err != nil || v < lo || v > hi {
+		return def, &FieldError{Field: name, Message: fmt.Sprintf("must be an integer from %d to %d", lo, hi)}
+	}
+	return v, nil
+}
+
+// pathParam returns a URL path parameter, unescaped and checked by valid.
+func pathParam(r *http.Request, name string, valid func(string) bool) (string, error) {
+	raw := chi.URLParam(r, name)
+	v, err := url.PathUnescape(raw)
+	if err != nil || !valid(v) {
+		return "", badRequest("invalid path parameter",
+			FieldError{Field: name, Message: "must be 1 to 255 characters, with no control characters"})
+	}
+	return v, nil
+}
+
+// decodeAndValidate decodes the body into dst and runs its validate tags.
+func decodeAndValidate(w http.ResponseWriter, r *http.Request, maxBytes int64, dst any) error {
+	if err := decodeJSON(w, r, maxBytes, dst); err != nil {
+		return err
+	}
+	if errs := validateStruct(dst); len(errs) > 0 {
+		return badRequest("the request is invalid", errs...)
+	}
+	return nil
+}

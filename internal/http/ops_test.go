@@ -1,0 +1,75 @@
+package httpapi_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	httpapi "github.com/fstore/fstore/internal/http"
+)
+
+func TestOperations(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, httpapi.Options{})
+	r := a.do("GET", "/healthz", nil)
+	assert.Equal(t, 200, r.Status)
+	r = a.do("GET", "/readyz", nil)
+	require.Equal(t, 200, r.Status)
+	assert.Equal(t, "ready", r.Body["status"])
+	assert.NotEmpty(t, r.Header.Get("X-Request-Id"))
+
+	r = a.do("GET", "/openapi.json", nil)
+	require.Equal(t, 200, r.Status)
+	assert.Equal(t, "3.0.3", r.Body["openapi"])
+	r = a.do("GET", "/openapi.yaml", nil)
+	require.Equal(t, 200, r.Status)
+	assert.Contains(t, string(r.Raw), "openapi: 3.0.3")
+
+	r = a.do("GET", "/docs/", nil)
+	require.Equal(t, 200, r.Status)
+	assert.Contains(t, string(r.Raw), "/openapi.json")
+	for _, asset := range []string{"/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css", "/docs/swagger-ui-standalone-preset.js"} {
+		assert.Equal(t, 200, a.do("GET", asset, nil).Status, asset)
+	}
+	requireProblem(t, a.do("GET", "/docs/nope.js", nil), 404, "not-found")
+	requireProblem(t, a.do("GET", "/v2/nothing", nil), 404, "not-found")
+	requireProblem(t, a.do("DELETE", "/v1/events", nil), 405, "method-not-allowed")
+}
+
+func TestReadyzSchemaMismatch(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, httpapi.Options{SchemaVersion: 999})
+	requireProblem(t, a.do("GET", "/readyz", nil), 503, "schema-mismatch")
+}
+
+func TestBearerKeys(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, httpapi.Options{APIKeys: []string{"k1-secret", "k2-secret"}})
+	assert.Equal(t, 200, a.do("GET", "/v1/deciders", nil).Status, "first key")
+	a.key = "k2-secret"
+	assert.Equal(t, 200, a.do("GET", "/v1/deciders", nil).Status, "second key")
+	for _, key := range []string{"", "wrong", "k1-secre", "k1-secret2"} {
+		a.key = key
+		r := a.do("GET", "/v1/deciders", nil)
+		requireProblem(t, r, 401, "unauthorized")
+		assert.Contains(t, r.Header.Get("WWW-Authenticate"), "Bearer")
+	}
+	req, _ := http.NewRequest("GET", a.srv.URL+"/v1/deciders", nil)
+	req.Header.Set("Authorization", "Basic azE6c2VjcmV0")
+	requireProblem(t, send(t, req), 401, "unauthorized")
+	a.key = ""
+	assert.Equal(t, 200, a.do("GET", "/healthz", nil).Status, "operations need no key")
+}
+
+func TestProblemIsJSON(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, httpapi.Options{})
+	r := a.do("GET", "/v1/events?limit=0", nil)
+	var p map[string]any
+	require.NoError(t, json.Unmarshal(r.Raw, &p))
+	assert.NotEmpty(t, p["request_id"])
+	assert.Equal(t, []any{map[string]any{"field": "limit", "message": "must be an integer from 1 to 10000"}}, p["errors"])
+}

@@ -1,0 +1,109 @@
+// Package httpapi is fstore's REST/JSON API: the routes of API.md over the
+// store, JSON in and out, every error as application/problem+json.
+//
+//	@title						fstore API
+//	@version					0.1.0
+//	@description				An event store on PostgreSQL: append-only event streams with optimistic locking, read by stream, decider or whole log.
+//	@license.name				Apache-2.0
+//	@BasePath					/
+//	@securityDefinitions.apikey	bearer
+//	@in							header
+//	@name						Authorization
+//	@description				"Bearer <key>", required on /v1 routes when the server has FSTORE_API_KEYS set.
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+	"github.com/rs/zerolog"
+
+	"github.com/fstore/fstore/internal/store"
+)
+
+// Store is what the API needs of the storage; *store.Store provides it.
+type Store interface {
+	RegisterEventType(ctx context.Context, t store.EventType) (store.EventType, bool, error)
+	ListDeciders(ctx context.Context) ([]store.Decider, error)
+	GetDecider(ctx context.Context, name string) (store.Decider, error)
+	AppendEvents(ctx context.Context, evs []store.NewEvent) (store.AppendResult, error)
+	ReadEvents(ctx context.Context, q store.ReadQuery) ([]store.Event, error)
+	LastEvent(ctx context.Context, decider, deciderID string) (store.Event, error)
+	GetEvent(ctx context.Context, id uuid.UUID) (store.Event, error)
+	Ping(ctx context.Context) error
+	SchemaVersion(ctx context.Context) (int, error)
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Options configures the API. The zero value of each field is its default.
+type Options struct {
+	// Logger receives access logs and internal errors. Default: a no-op logger.
+	Logger zerolog.Logger
+	// APIKeys, when not empty, are the bearer keys every /v1 route requires.
+	APIKeys []string
+	// MaxBodyBytes bounds request bodies. Default: DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// SchemaVersion is the migration the database must be at for /readyz.
+	SchemaVersion int
+	// ReadyTimeout bounds the database checks of /readyz. Default: 2 s.
+	ReadyTimeout time.Duration
+}
+
+// DefaultMaxBodyBytes fits a batch of 1,000 events of about 8 KiB each.
+const DefaultMaxBodyBytes = 8 << 20
+
+// Server holds the API's dependencies; its Handler serves the routes.
+type Server struct {
+	store Store
+	opts  Options
+}
+
+// NewServer returns the API over st.
+func NewServer(st Store, opts Options) *Server {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.ReadyTimeout <= 0 {
+		opts.ReadyTimeout = 2 * time.Second
+	}
+	return &Server{store: st, opts: opts}
+}
+
+// Handler returns the whole route table.
+func (s *Server) Handler() http.Handler {
+	r := chi.NewRouter()
+	r.Use(requestLogging(s.opts.Logger)...)
+	r.Use(recoverer)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, newProblem(http.StatusNotFound, "not-found", "Not found", "no route for "+r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, newProblem(http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed",
+			r.Method+" is not allowed on "+r.URL.Path))
+	})
+
+	r.Get("/healthz", s.healthz)
+	r.Get("/readyz", s.readyz)
+	r.Get("/openapi.json", serveOpenAPIJSON)
+	r.Get("/openapi.yaml", serveOpenAPIYAML)
+	r.Get("/docs", redirectToDocs)
+	r.Get("/docs/*", serveDocs)
+
+	r.Route("/v1", func(r chi.Router) {
+		r.Use(bearerAuth(s.opts.APIKeys))
+		r.Post("/deciders/{decider}/events", s.registerEventType)
+		r.Get("/deciders", s.listDeciders)
+		r.Get("/deciders/{decider}", s.getDecider)
+
+		r.Post("/events", s.appendEvent)
+		r.Post("/events/batch", s.appendBatch)
+		r.Get("/events", s.readEvents)
+		r.Get("/events/last", s.lastEvent)
+		r.Get("/events/{event_id}", s.getEvent)
+	})
+	return r
+}
