@@ -94,7 +94,7 @@ cmd_start() {
   prepare_dir "$dir"
   # One start at a time: a second "make run" waits here, then finds the server running.
   exec 9>"$dir/.lock"
-  flock 9
+  flock -w 120 9 || die "another pg.sh has held $dir/.lock for 2 minutes"
   init_cluster "$data"
   if as_server "$BINDIR/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     log "PostgreSQL already running in $data"
@@ -102,7 +102,7 @@ cmd_start() {
   else
     log "starting PostgreSQL on 127.0.0.1:$port (data in $data, log in $dir/postgres.log)"
     if ! as_server "$BINDIR/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c max_connections=200" start >/dev/null; then
+      -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c max_connections=200" start >/dev/null 9>&-; then
       tail -n 20 "$dir/postgres.log" >&2 || true
       die "PostgreSQL did not start (is port $port taken? set FSTORE_PG_PORT)"
     fi

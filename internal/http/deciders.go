@@ -14,7 +14,7 @@ type registerEventTypeRequest struct {
 	EventVersion *int64 `json:"event_version,omitempty" validate:"omitnil,min=1" example:"1" minimum:"1"`
 	// What the event means; default "".
 	Description *string `json:"description,omitempty" validate:"omitnil,max=10000" example:"A customer placed an order"`
-}
+} //@name RegisterEventTypeRequest
 
 // eventTypeResponse is one registration.
 type eventTypeResponse struct {
@@ -22,12 +22,12 @@ type eventTypeResponse struct {
 	Event        string `json:"event" example:"order_placed"`
 	EventVersion int64  `json:"event_version" example:"1"`
 	Description  string `json:"description" example:"A customer placed an order"`
-}
+} //@name EventTypeRegistration
 
 // decidersResponse lists deciders.
 type decidersResponse struct {
 	Deciders []store.Decider `json:"deciders"`
-}
+} //@name DeciderList
 
 // registerEventType godoc
 //

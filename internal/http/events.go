@@ -34,13 +34,13 @@ type appendEventRequest struct {
 	// The stream's business key.
 	DeciderID string `json:"decider_id" validate:"required,key" example:"order-1042"`
 	// The payload: any JSON value but null.
-	Data      json.RawMessage `json:"data" swaggertype:"object"`
+	Data      json.RawMessage `json:"data" binding:"required" swaggertype:"object"`
 	CommandID string          `json:"command_id" validate:"required,uuid" example:"0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f" format:"uuid"`
 	// Required: null for a stream's first event, else the stream's last event_id.
-	PreviousID nullableUUID `json:"previous_id" swaggertype:"string" format:"uuid" extensions:"x-nullable"`
+	PreviousID nullableUUID `json:"previous_id" binding:"required" swaggertype:"string" format:"uuid" extensions:"x-nullable"`
 	// true closes the stream: nothing may follow this event. Default false.
 	Final bool `json:"final,omitempty"`
-}
+} //@name AppendEventRequest
 
 // nullableUUID is a JSON field that must be present and may be null.
 type nullableUUID struct {
@@ -66,12 +66,12 @@ func (n *nullableUUID) UnmarshalJSON(b []byte) error {
 // appendBatchRequest is the body of POST /v1/events/batch.
 type appendBatchRequest struct {
 	Events []appendEventRequest `json:"events" validate:"required,min=1,max=1000,dive" minItems:"1" maxItems:"1000"`
-}
+} //@name AppendBatchRequest
 
 // eventsResponse lists events, in input or offset order.
 type eventsResponse struct {
 	Events []store.Event `json:"events"`
-}
+} //@name EventList
 
 // eventsPage is one page of a read.
 type eventsPage struct {
@@ -79,7 +79,7 @@ type eventsPage struct {
 	// Pass as after to read the next page; null when this page reached the
 	// end of what can be read now (poll again later with the last offset seen).
 	NextAfter *int64 `json:"next_after" extensions:"x-nullable" example:"1042"`
-}
+} //@name EventPage
 
 // toNewEvent validates one request event (its JSON path is prefix) and
 // converts it. It returns the field errors found.
@@ -204,6 +204,7 @@ func (s *Server) appendBatch(w http.ResponseWriter, r *http.Request) {
 		var appendErr *store.AppendError
 		if errors.As(err, &appendErr) {
 			p.Index = &appendErr.Index
+			p.Detail = fmt.Sprintf("events[%d]: %s; nothing was stored", appendErr.Index, p.Detail)
 		}
 		writeProblem(w, r, p)
 		return

@@ -101,6 +101,7 @@ func requireProblem(t *testing.T, r response, status int, slug string) {
 		assert.Contains(t, r.Body, k, "problem member %s", k)
 	}
 	assert.Equal(t, httpapi.ProblemTypePrefix+slug, r.Body["type"])
+	assert.NotContains(t, r.Body["detail"], "SQLSTATE", "the detail is for people, not a driver dump")
 	assert.EqualValues(t, status, r.Body["status"])
 }
 

@@ -18,7 +18,7 @@ type statusResponse struct {
 	Status string `json:"status" example:"ok"`
 	// The database's schema version (/readyz only).
 	SchemaVersion int `json:"schema_version,omitempty" example:"1"`
-}
+} //@name Status
 
 // healthz godoc
 //

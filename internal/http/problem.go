@@ -35,14 +35,14 @@ type Problem struct {
 	LastEventID *string `json:"last_event_id,omitempty" format:"uuid" extensions:"x-nullable"`
 	// set when LastEventID must be written even if nil.
 	conflict bool
-}
+} //@name Problem
 
 // FieldError is one invalid field of a request.
 type FieldError struct {
 	// The field's JSON path, e.g. "events[2].event_id", or a query parameter.
 	Field   string `json:"field" example:"event_id"`
 	Message string `json:"message" example:"must be a UUID"`
-}
+} //@name FieldError
 
 // MarshalJSON writes last_event_id as null on a conflict with an empty stream.
 func (p Problem) MarshalJSON() ([]byte, error) {
@@ -119,7 +119,7 @@ func addAppendDetails(p *Problem, err error) {
 	if !errors.As(err, &appendErr) {
 		return
 	}
-	p.Detail = appendErr.Err.Error()
+	p.Detail = appendErr.Error()
 	p.EventID = appendErr.EventID.String()
 	if errors.Is(err, store.ErrConcurrencyConflict) {
 		p.conflict = true

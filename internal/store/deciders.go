@@ -14,13 +14,13 @@ type EventType struct {
 	Event        string `json:"event"`
 	EventVersion int64  `json:"event_version"`
 	Description  string `json:"description"`
-}
+} //@name EventType
 
 // Decider is a decider with the event types registered for it.
 type Decider struct {
 	Decider string      `json:"decider"`
 	Events  []EventType `json:"events"`
-}
+} //@name Decider
 
 // RegisterEventType registers t. It returns created=false with the stored
 // registration when an identical one exists, and ErrRegistrationConflict when
@@ -50,8 +50,8 @@ func (s *Store) RegisterEventType(ctx context.Context, t EventType) (EventType, 
 		return EventType{}, false, interpretError(err)
 	}
 	if got.Description != t.Description {
-		return got, false, fmt.Errorf("%w: %q version %d of decider %q is registered as %q",
-			ErrRegistrationConflict, t.Event, t.EventVersion, t.Decider, got.Description)
+		return got, false, fmt.Errorf("event type %q version %d of decider %q is registered with description %q: %w",
+			t.Event, t.EventVersion, t.Decider, got.Description, ErrRegistrationConflict)
 	}
 	return got, false, nil
 }
@@ -71,7 +71,7 @@ func (s *Store) GetDecider(ctx context.Context, name string) (Decider, error) {
 		return Decider{}, err
 	}
 	if len(ds) == 0 {
-		return Decider{}, fmt.Errorf("%w: decider %q", ErrNotFound, name)
+		return Decider{}, fmt.Errorf("decider %q has no registered event types: %w", name, ErrNotFound)
 	}
 	return ds[0], nil
 }

@@ -43,12 +43,17 @@ const (
 )
 
 // AppendError tells which event of an append failed and why. It wraps one of
-// the sentinel errors (errors.Is works through it).
+// the sentinel errors (errors.Is works through it); its message is a
+// sentence a client can act on.
 type AppendError struct {
 	// Index of the failing event in the request (0 for a single append).
 	Index int
-	// EventID of the failing event.
-	EventID uuid.UUID
+	// The failing event.
+	EventID      uuid.UUID
+	Event        string
+	EventVersion int64
+	Decider      string
+	DeciderID    string
 	// LastEventID is the stream's last event when Err is
 	// ErrConcurrencyConflict; nil when the stream is empty.
 	LastEventID *uuid.UUID
@@ -57,8 +62,31 @@ type AppendError struct {
 }
 
 func (e *AppendError) Error() string {
-	return fmt.Sprintf("event %d (%s): %v", e.Index, e.EventID, e.Err)
+	stream := fmt.Sprintf("stream (%q, %q)", e.Decider, e.DeciderID)
+	switch {
+	case errors.Is(e.Err, ErrStreamFinal):
+		return stream + " is final: no event may be appended to it"
+	case errors.Is(e.Err, ErrConcurrencyConflict) && e.LastEventID == nil:
+		return "previous_id must be null: " + stream + " has no events"
+	case errors.Is(e.Err, ErrConcurrencyConflict):
+		return fmt.Sprintf("previous_id is not the last event of %s, which is %s: read the stream and decide again",
+			stream, e.LastEventID)
+	case errors.Is(e.Err, ErrDuplicateEventID):
+		return fmt.Sprintf("event_id %s is stored already with other content", e.EventID)
+	case errors.Is(e.Err, ErrNotRegistered):
+		return fmt.Sprintf("event type %q version %d is not registered for decider %q", e.Event, e.EventVersion, e.Decider)
+	}
+	return fmt.Sprintf("event %s: %v", e.EventID, e.Err)
 }
+
+// dbError is a sentinel with the driver error behind it. Its message is the
+// sentinel's, safe to show a client; the cause stays reachable for logs.
+type dbError struct {
+	sentinel, cause error
+}
+
+func (e *dbError) Error() string   { return e.sentinel.Error() }
+func (e *dbError) Unwrap() []error { return []error{e.sentinel, e.cause} }
 
 func (e *AppendError) Unwrap() error { return e.Err }
 
@@ -69,12 +97,12 @@ func interpretError(err error) error {
 		return nil
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("%w: %w", ErrNotFound, err)
+		return &dbError{ErrNotFound, err}
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		if sentinel := sentinelFor(pgErr); sentinel != nil {
-			return fmt.Errorf("%w: %w", sentinel, err)
+			return &dbError{sentinel, err}
 		}
 		return fmt.Errorf("store: %w", err)
 	}
@@ -84,7 +112,7 @@ func interpretError(err error) error {
 	var connectErr *pgconn.ConnectError
 	var netErr net.Error
 	if errors.As(err, &connectErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return &dbError{ErrUnavailable, err}
 	}
 	return fmt.Errorf("store: %w", err)
 }

@@ -14,18 +14,21 @@ import (
 // Event is one stored event. Its JSON form is the one the API returns and the
 // dispatcher posts: field names match the SQL columns.
 type Event struct {
-	Event        string          `json:"event"`
-	EventID      uuid.UUID       `json:"event_id"`
-	EventVersion int64           `json:"event_version"`
-	Decider      string          `json:"decider"`
-	DeciderID    string          `json:"decider_id"`
+	Event        string          `json:"event" example:"order_placed"`
+	EventID      uuid.UUID       `json:"event_id" swaggertype:"string" format:"uuid" example:"5f0e1c3a-8d4b-4c2e-9f6a-1b2c3d4e5f60"`
+	EventVersion int64           `json:"event_version" example:"1"`
+	Decider      string          `json:"decider" example:"order"`
+	DeciderID    string          `json:"decider_id" example:"order-1042"`
 	Data         json.RawMessage `json:"data" swaggertype:"object"`
-	CommandID    uuid.UUID       `json:"command_id"`
-	PreviousID   *uuid.UUID      `json:"previous_id" extensions:"x-nullable"`
-	Final        bool            `json:"final"`
-	CreatedAt    time.Time       `json:"created_at"`
-	Offset       int64           `json:"offset"`
-}
+	CommandID    uuid.UUID       `json:"command_id" swaggertype:"string" format:"uuid" example:"0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f"`
+	// null for a stream's first event.
+	PreviousID *uuid.UUID `json:"previous_id" swaggertype:"string" format:"uuid" extensions:"x-nullable"`
+	// true when the event closed its stream.
+	Final     bool      `json:"final"`
+	CreatedAt time.Time `json:"created_at" format:"date-time"`
+	// The event's position in the whole log: increasing, with gaps.
+	Offset int64 `json:"offset" example:"1042"`
+} //@name Event
 
 // NewEvent is an event to append. PreviousID is nil for a stream's first
 // event and the stream's last event_id otherwise.
@@ -204,8 +207,7 @@ func (s *Store) completeAppend(ctx context.Context, q dbtx, evs []NewEvent, inse
 	for i, e := range evs {
 		got, ok := byID[e.EventID]
 		if !ok {
-			return AppendResult{}, &AppendError{Index: i, EventID: e.EventID,
-				Err: fmt.Errorf("%w: event_id %s is stored already with other content", ErrDuplicateEventID, e.EventID)}
+			return AppendResult{}, newAppendError(i, e, ErrDuplicateEventID)
 		}
 		res.Events[i] = got
 	}
@@ -279,13 +281,13 @@ func (s *Store) appendOneByOne(ctx context.Context, evs []NewEvent) (AppendResul
 func (s *Store) appendFailure(ctx context.Context, evs []NewEvent, i int, err error) error {
 	err = interpretError(err)
 	e := evs[i]
-	appendErr := &AppendError{Index: i, EventID: e.EventID, Err: err}
+	appendErr := newAppendError(i, e, err)
 	switch {
 	case errors.Is(err, ErrConcurrencyConflict), errors.Is(err, ErrStreamFinal):
 		// An event_id stored with other content is the real cause: report it.
 		if stored, lookErr := storedEvents(ctx, s.pool, evs[i:i+1]); lookErr == nil {
 			if st, ok := stored[e.EventID]; ok && !st.identical {
-				appendErr.Err = fmt.Errorf("%w: event_id %s is stored already with other content", ErrDuplicateEventID, e.EventID)
+				appendErr.Err = ErrDuplicateEventID
 				return appendErr
 			}
 		}
@@ -293,7 +295,7 @@ func (s *Store) appendFailure(ctx context.Context, evs []NewEvent, i int, err er
 		if lookErr == nil {
 			appendErr.LastEventID = &last.EventID
 			if last.Final {
-				appendErr.Err = fmt.Errorf("%w: stream (%q, %q) is final", ErrStreamFinal, e.Decider, e.DeciderID)
+				appendErr.Err = ErrStreamFinal
 			}
 		}
 	case errors.Is(err, ErrUnavailable), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -303,6 +305,11 @@ func (s *Store) appendFailure(ctx context.Context, evs []NewEvent, i int, err er
 		return err
 	}
 	return appendErr
+}
+
+func newAppendError(i int, e NewEvent, err error) *AppendError {
+	return &AppendError{Index: i, EventID: e.EventID, Event: e.Event, EventVersion: e.EventVersion,
+		Decider: e.Decider, DeciderID: e.DeciderID, Err: err}
 }
 
 func isSentinel(err error) bool {
@@ -360,7 +367,7 @@ func (s *Store) LastEvent(ctx context.Context, decider, deciderID string) (Event
 	e, err := scanEvent(s.pool.QueryRow(ctx, `SELECT `+eventColumns+` FROM events
 		WHERE decider = $1 AND decider_id = $2 ORDER BY "offset" DESC LIMIT 1`, decider, deciderID))
 	if err != nil {
-		return Event{}, interpretError(err)
+		return Event{}, fmt.Errorf("stream (%q, %q) has no events: %w", decider, deciderID, interpretError(err))
 	}
 	return e, nil
 }
@@ -369,7 +376,7 @@ func (s *Store) LastEvent(ctx context.Context, decider, deciderID string) (Event
 func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (Event, error) {
 	e, err := scanEvent(s.pool.QueryRow(ctx, `SELECT `+eventColumns+` FROM events WHERE event_id = $1`, id))
 	if err != nil {
-		return Event{}, interpretError(err)
+		return Event{}, fmt.Errorf("event %s: %w", id, interpretError(err))
 	}
 	return e, nil
 }

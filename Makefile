@@ -1,0 +1,51 @@
+# fstore: the one entry point. 'make help' lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO       ?= go
+BIN      := bin
+PG_DIR   := .fstore/pg
+PKGS     := ./...
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build the binaries into bin/
+	$(GO) build -o $(BIN)/fstore-api ./cmd/api
+
+.PHONY: run
+run: build ## Start the API (and a private PostgreSQL in .fstore/pg unless DATABASE_URL is set)
+	@scripts/run.sh
+
+.PHONY: test
+test: vet ## Vet, the race-enabled tests on a throwaway PostgreSQL, and the generated-files check
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
+	scripts/pg.sh temp $(GO) test -race -count=1 $(PKGS)
+
+.PHONY: vet
+vet: ## go vet
+	$(GO) vet $(PKGS)
+
+.PHONY: lint
+lint: vet ## gofmt, go vet and staticcheck (pinned in go.mod)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) tool staticcheck $(PKGS)
+
+.PHONY: openapi
+openapi: ## Regenerate openapi/openapi.{json,yaml} from the swag annotations
+	$(GO) run ./openapi/gen
+
+.PHONY: bench
+bench: ## Benchmarks on a throwaway PostgreSQL; writes docs/benchmarks.md
+	scripts/bench.sh
+
+.PHONY: pg-stop
+pg-stop: ## Stop the private PostgreSQL of 'make run' (its data stays in .fstore/pg)
+	scripts/pg.sh stop $(PG_DIR)
+
+.PHONY: clean
+clean: ## Remove built binaries (not the database)
+	rm -rf $(BIN)
