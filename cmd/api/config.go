@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
@@ -39,9 +41,29 @@ type config struct {
 func loadConfig() (config, error) {
 	cfg, err := env.ParseAs[config]()
 	if err != nil {
-		return cfg, err
+		return cfg, nameVariables(err)
 	}
 	return cfg, cfg.validate()
+}
+
+// nameVariables rewrites the env library's parse errors, which name Go
+// fields, to name the environment variables a user sets.
+func nameVariables(err error) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return err
+	}
+	out := make([]error, 0, len(agg.Errors))
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			f, _ := reflect.TypeFor[config]().FieldByName(pe.Name)
+			name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+			e = fmt.Errorf("%s: %w", name, pe.Err)
+		}
+		out = append(out, e)
+	}
+	return errors.Join(out...)
 }
 
 func (c *config) validate() error {
