@@ -6,7 +6,8 @@
 #                            DATABASE_URL of its "fstore" database on stdout
 #   pg.sh stop DIR           stop that cluster (its data stays)
 #   pg.sh temp CMD [ARG...]  run CMD with DATABASE_URL set to a throwaway cluster
-#                            (fsync off, unix socket only) that is removed after
+#                            (unix socket only) that is removed after; fsync is
+#                            off unless FSTORE_PG_DURABLE=1 (benchmarks)
 #
 # PostgreSQL refuses to run as root: as root the server runs as the system user
 # $FSTORE_PG_USER (default fstore-pg, created when missing). Binaries come from
@@ -135,9 +136,13 @@ cmd_temp() {
   trap 'exit 130' INT TERM
   prepare_dir "$dir"
   init_cluster "$dir/data" 2>/dev/null
-  # A throwaway cluster: durability off, reachable only through its socket.
-  as_server "$BINDIR/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-    -o "-c listen_addresses='' -k $dir -p $port -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400 -c shared_buffers=256MB" \
+  # A throwaway cluster reachable only through its socket; for tests,
+  # durability off (nothing here must survive a crash).
+  local opts="-c listen_addresses='' -k $dir -p $port -c max_connections=400 -c shared_buffers=512MB"
+  if [ "${FSTORE_PG_DURABLE:-0}" != 1 ]; then
+    opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  fi
+  as_server "$BINDIR/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 -o "$opts" \
     start >/dev/null || { cat "$dir/postgres.log" >&2; die "throwaway PostgreSQL did not start"; }
   export DATABASE_URL="postgres://postgres@/postgres?host=$dir&port=$port&sslmode=disable"
   export PG_BINDIR="$BINDIR"

@@ -31,6 +31,9 @@ type config struct {
 	ShutdownTimeout time.Duration `env:"FSTORE_SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	// How long start-up waits for the database to answer. Default 60s.
 	ConnectTimeout time.Duration `env:"FSTORE_CONNECT_TIMEOUT" envDefault:"60s"`
+	// When set, serve Go's pprof profiles on this (loopback) address, for
+	// diagnosing CPU and memory use. Default: off.
+	PprofAddr string `env:"FSTORE_PPROF_ADDR"`
 	// trace, debug, info, warn or error. Default info.
 	LogLevel string `env:"FSTORE_LOG_LEVEL" envDefault:"info"`
 	// json (one object per line) or console (for people). Default json.
@@ -81,6 +84,11 @@ func (c *config) validate() error {
 	} else if len(c.APIKeys) == 0 && !c.Insecure && !isLoopback(host) {
 		errs = append(errs, fmt.Errorf("FSTORE_ADDR %q is not a loopback address and FSTORE_API_KEYS is empty: "+
 			"set API keys, or FSTORE_INSECURE=true to serve without authentication", c.Addr))
+	}
+	if c.PprofAddr != "" {
+		if h, _, err := net.SplitHostPort(c.PprofAddr); err != nil || !isLoopback(h) {
+			errs = append(errs, fmt.Errorf("FSTORE_PPROF_ADDR %q: want a loopback host:port", c.PprofAddr))
+		}
 	}
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, fmt.Errorf("FSTORE_MAX_BODY_BYTES %d: want at least 1024", c.MaxBodyBytes))

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-playground/validator/v10"
+	"github.com/google/uuid"
 )
 
 // maxDataDepth bounds the nesting of an event's data: deeper JSON is refused
@@ -35,6 +36,13 @@ func newValidator() *validator.Validate {
 	_ = v.RegisterValidation("name", func(fl validator.FieldLevel) bool { return validName(fl.Field().String()) })
 	// key: 1..255 characters, no NUL (PostgreSQL text cannot hold it).
 	_ = v.RegisterValidation("key", func(fl validator.FieldLevel) bool { return validKey(fl.Field().String()) })
+	// uuid: a UUID in its 36-character form; uuid.Parse is far cheaper than
+	// the validator's regular expression, on the append hot path.
+	_ = v.RegisterValidation("uuid36", func(fl validator.FieldLevel) bool {
+		s := fl.Field().String()
+		_, err := uuid.Parse(s)
+		return err == nil && len(s) == 36
+	})
 	return v
 }
 
@@ -64,7 +72,7 @@ func message(fe validator.FieldError) string {
 		return "must be 1 to 255 characters, with no control characters"
 	case "key":
 		return "must be 1 to 255 characters, with no NUL character"
-	case "uuid":
+	case "uuid36":
 		return "must be a UUID such as 3f2a7c9e-0b1d-4e5f-8a9b-0c1d2e3f4a5b"
 	case "min":
 		if fe.Kind() == reflect.Slice {

@@ -27,7 +27,7 @@ type appendEventRequest struct {
 	// The event type, registered for the decider at event_version.
 	Event string `json:"event" validate:"required,name" example:"order_placed"`
 	// Chosen by the client, so that a retry is recognised.
-	EventID string `json:"event_id" validate:"required,uuid" example:"5f0e1c3a-8d4b-4c2e-9f6a-1b2c3d4e5f60" format:"uuid"`
+	EventID string `json:"event_id" validate:"required,uuid36" example:"5f0e1c3a-8d4b-4c2e-9f6a-1b2c3d4e5f60" format:"uuid"`
 	// Default 1.
 	EventVersion *int64 `json:"event_version,omitempty" validate:"omitnil,min=1" example:"1" minimum:"1"`
 	Decider      string `json:"decider" validate:"required,name" example:"order"`
@@ -35,7 +35,7 @@ type appendEventRequest struct {
 	DeciderID string `json:"decider_id" validate:"required,key" example:"order-1042"`
 	// The payload: any JSON value but null.
 	Data      json.RawMessage `json:"data" binding:"required" swaggertype:"object"`
-	CommandID string          `json:"command_id" validate:"required,uuid" example:"0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f" format:"uuid"`
+	CommandID string          `json:"command_id" validate:"required,uuid36" example:"0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f" format:"uuid"`
 	// Required: null for a stream's first event, else the stream's last event_id.
 	PreviousID nullableUUID `json:"previous_id" binding:"required" swaggertype:"string" format:"uuid" extensions:"x-nullable"`
 	// true closes the stream: nothing may follow this event. Default false.

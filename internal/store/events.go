@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // Event is one stored event. Its JSON form is the one the API returns and the
@@ -69,6 +70,14 @@ ORDER BY i.ord
 ON CONFLICT ON CONSTRAINT events_event_id_key DO NOTHING
 RETURNING ` + eventColumns
 
+// appendOneSQL is appendSQL for one event: PostgreSQL executes it about a
+// quarter cheaper than unnesting one-element arrays (measured with pgbench).
+const appendOneSQL = `
+INSERT INTO events (event, event_id, event_version, decider, decider_id, data, command_id, previous_id, final)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT ON CONSTRAINT events_event_id_key DO NOTHING
+RETURNING ` + eventColumns
+
 // storedSQL returns the stored events with these event_ids, each with whether
 // it is identical to the one given.
 var storedSQL = `
@@ -105,6 +114,15 @@ func columns(evs []NewEvent) []any {
 		}
 	}
 	return []any{names, ids, versions, deciders, deciderIDs, data, commands, previous, finals}
+}
+
+// pgUUID passes a UUID as its 16 bytes: uuid.UUID would go through
+// driver.Valuer and a string, a measurable cost on the append path.
+func pgUUID(id *uuid.UUID) pgtype.UUID {
+	if id == nil {
+		return pgtype.UUID{}
+	}
+	return pgtype.UUID{Bytes: *id, Valid: true}
 }
 
 func scanEvent(row pgx.Row, extra ...any) (Event, error) {
@@ -168,7 +186,15 @@ type dbtx interface {
 // come back raw, for the caller to diagnose; an *AppendError comes back only
 // for an event_id found stored with other content after the insert.
 func (s *Store) appendFast(ctx context.Context, q dbtx, evs []NewEvent) (AppendResult, error) {
-	rows, err := q.Query(ctx, appendSQL, columns(evs)...)
+	var rows pgx.Rows
+	var err error
+	if len(evs) == 1 {
+		e := evs[0]
+		rows, err = q.Query(ctx, appendOneSQL, e.Event, pgUUID(&e.EventID), e.EventVersion, e.Decider, e.DeciderID,
+			string(e.Data), pgUUID(&e.CommandID), pgUUID(e.PreviousID), e.Final)
+	} else {
+		rows, err = q.Query(ctx, appendSQL, columns(evs)...)
+	}
 	if err != nil {
 		return AppendResult{}, err
 	}

@@ -1,0 +1,120 @@
+// Command fstore-bench measures fstore on this machine and writes the
+// figures to docs/benchmarks.md and README.md. It expects DATABASE_URL to
+// name a PostgreSQL where it may create databases (scripts/bench.sh starts a
+// throwaway one), starts the real API binary, and measures the seed's SQL
+// (fstore-sql) in the same cluster with pgbench, so the comparison is side
+// by side. Run it with 'make bench'.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+type options struct {
+	api, seed, out, readme string
+	events                 int           // events loaded through the batch endpoint
+	duration               time.Duration // each throughput run
+	growTo                 int           // events per stream in the growing-streams run
+	clients                int           // concurrent clients for single appends
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.api, "api", "bin/fstore-api", "the API binary")
+	flag.StringVar(&o.seed, "seed", "", "fstore-sql's schema.sql; empty or missing skips the seed's figures")
+	flag.StringVar(&o.out, "out", "", "write the report to this file (docs/benchmarks.md)")
+	flag.StringVar(&o.readme, "readme", "", "update the figures between the bench markers of this README")
+	flag.IntVar(&o.events, "events", 1_000_000, "events to load through the batch endpoint")
+	flag.DurationVar(&o.duration, "duration", 15*time.Second, "length of each throughput run")
+	flag.IntVar(&o.growTo, "grow", 10_000, "events per stream in the growing-streams run")
+	flag.IntVar(&o.clients, "clients", 32, "concurrent clients for single appends")
+	flag.Parse()
+	log.SetFlags(log.Ltime)
+	// The load generator shares the machine with what it measures: batch
+	// the random reads behind its UUIDs instead of one syscall each.
+	uuid.EnableRandPool()
+	if err := run(context.Background(), o); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	admin := os.Getenv("DATABASE_URL")
+	if admin == "" {
+		return errors.New("DATABASE_URL is not set: run 'make bench'")
+	}
+	fstoreDB, err := createDatabase(ctx, admin, "bench_fstore")
+	if err != nil {
+		return err
+	}
+	var r report
+	r.machine = describeMachine(ctx, admin)
+	r.opts = o
+
+	api, err := startAPI(ctx, o.api, fstoreDB)
+	if err != nil {
+		return err
+	}
+	defer api.stop()
+	c := newClient(api.base, 2*o.clients)
+	if err := c.register("bench", "created"); err != nil {
+		return err
+	}
+
+	log.Printf("loading %d events through POST /v1/events/batch (100 per request, 8 clients)", o.events)
+	if r.batch, err = batchLoad(c, o.events, 100, 8); err != nil {
+		return err
+	}
+	log.Printf("batch: %.0f events/s", r.batch)
+
+	log.Printf("single appends: %d clients, a new stream every 10 events, %s", o.clients, o.duration)
+	if r.single, err = singleAppends(c, o.clients, 10, o.duration); err != nil {
+		return err
+	}
+	log.Printf("single: %.0f appends/s", r.single)
+
+	if r.seedSingle, r.seedNote, err = seedAppends(ctx, admin, o); err != nil {
+		return err
+	}
+	if r.ourSQL, err = pgbench(ctx, fstoreDB, ourScript, o.clients, o.duration); err != nil {
+		return err
+	}
+	log.Printf("append_event via pgbench: seed %.0f/s, fstore %.0f/s", r.seedSingle, r.ourSQL)
+
+	log.Printf("growing streams: %d clients to %d events each", o.clients, o.growTo)
+	if r.grow, err = growingStreams(c, o.clients, o.growTo); err != nil {
+		return err
+	}
+	log.Printf("growing: first thousand %.0f/s, last thousand %.0f/s", r.grow.first, r.grow.last)
+
+	log.Printf("reading a 100-event stream")
+	if r.read, err = readLatency(c, 100, 3000); err != nil {
+		return err
+	}
+	log.Printf("read: p50 %s p99 %s", r.read.p50, r.read.p99)
+
+	r.apiRSS = api.peakRSS()
+	return r.write(o)
+}
+
+func check(ok bool) string {
+	if ok {
+		return "✅ met"
+	}
+	return "❌ missed"
+}
+
+func ratio(a, b float64) string {
+	if b == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f×", a/b)
+}

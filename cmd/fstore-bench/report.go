@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+type report struct {
+	opts     options
+	machine  string
+	batch    float64
+	single   float64
+	ourSQL   float64
+	grow     growth
+	read     latency
+	apiRSS   float64
+	seedNote string
+
+	seedSingle float64
+}
+
+const (
+	markStart = "<!-- bench:start -->"
+	markEnd   = "<!-- bench:end -->"
+)
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+
+// table is the summary, the same in docs/benchmarks.md and README.md.
+func (r report) table() string {
+	var b strings.Builder
+	change := (r.grow.last - r.grow.first) / r.grow.first * 100
+	fmt.Fprintf(&b, "| figure | fstore | comparison | target |\n|---|---|---|---|\n")
+	seedCmp := "seed not measured"
+	singleOK := "—"
+	if r.seedSingle > 0 {
+		seedCmp = fmt.Sprintf("seed `append_event` via pgbench: %.0f/s → %s", r.seedSingle, ratio(r.single, r.seedSingle))
+		singleOK = "≥ 0.8× seed: " + check(r.single >= 0.8*r.seedSingle)
+	}
+	fmt.Fprintf(&b, "| single-event HTTP appends/s, %d clients, own stream each, new stream every 10 events | %.0f/s | %s | %s |\n",
+		r.opts.clients, r.single, seedCmp, singleOK)
+	fmt.Fprintf(&b, "| the same through fstore's `append_event` via pgbench (SQL, no HTTP) | %.0f/s | %s of the seed | — |\n",
+		r.ourSQL, ratio(r.ourSQL, r.seedSingle))
+	fmt.Fprintf(&b, "| HTTP appends/s while %d streams grow to %d events | first thousand %.0f/s, last thousand %.0f/s | %+.1f%% | within 10%%: %s |\n",
+		r.opts.clients, r.opts.growTo, r.grow.first, r.grow.last, change, check(change > -10))
+	fmt.Fprintf(&b, "| batch append, 100 events per request, 8 clients (loads the store: %d events) | %.0f events/s | | ≥ 50,000: %s |\n",
+		r.opts.events, r.batch, check(r.batch >= 50000))
+	fmt.Fprintf(&b, "| read a 100-event stream over HTTP, one client | p50 %s, p99 %s | | p50 ≤ 2 ms: %s |\n",
+		ms(r.read.p50), ms(r.read.p99), check(r.read.p50 <= 2*time.Millisecond))
+	fmt.Fprintf(&b, "| peak RSS of the API over the whole run | %.0f MiB | | < 150 MB: %s |\n", r.apiRSS, check(r.apiRSS*1.048576 < 150))
+	return b.String()
+}
+
+func (r report) write(o options) error {
+	table := r.table()
+	fmt.Println(table)
+	if o.out != "" {
+		var b strings.Builder
+		b.WriteString("# Benchmarks\n\n")
+		b.WriteString("Measured by `make bench` (scripts/bench.sh → cmd/fstore-bench), which writes this file.\n\n")
+		fmt.Fprintf(&b, "Machine: %s.\n\n", r.machine)
+		b.WriteString(table)
+		if r.seedNote != "" {
+			fmt.Fprintf(&b, "\nNote: %s.\n", r.seedNote)
+		}
+		b.WriteString(method)
+		b.WriteString("\n## Appends/s per thousand while streams grow\n\n| thousand | appends/s |\n|---|---|\n")
+		for i, v := range r.grow.perThousand {
+			fmt.Fprintf(&b, "| %d | %.0f |\n", i+1, v)
+		}
+		if err := os.WriteFile(o.out, []byte(b.String()), 0o644); err != nil {
+			return err
+		}
+	}
+	if o.readme != "" {
+		return updateReadme(o.readme, fmt.Sprintf("Measured on %s:\n\n%s", r.machine, table))
+	}
+	return nil
+}
+
+// updateReadme replaces what stands between the bench markers.
+func updateReadme(path, content string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	i, j := bytes.Index(b, []byte(markStart)), bytes.Index(b, []byte(markEnd))
+	if i < 0 || j < i {
+		return fmt.Errorf("%s has no %s … %s markers", path, markStart, markEnd)
+	}
+	out := append([]byte{}, b[:i+len(markStart)]...)
+	out = append(out, "\n"+content+"\n"...)
+	out = append(out, b[j:]...)
+	return os.WriteFile(path, out, 0o644)
+}
+
+const method = `
+## How it is measured
+
+- Everything runs on one machine: PostgreSQL (a throwaway cluster with
+  durable settings), the API binary, and the load generators, which share its
+  cores. The seed (fstore-sql's schema.sql) is loaded into a database of its
+  own in the same cluster and driven by pgbench with the same pattern: each
+  client appends to a stream of its own and starts a new one every 10 events.
+- HTTP clients are Go programs with one keep-alive connection per client;
+  every request is checked for its expected status.
+- The store is first loaded with the batch endpoint, so every later figure is
+  taken on a store of that size.
+- Growing streams: each client grows one stream; a thousand's rate is
+  clients × 1000 / the mean time the clients took for that thousand.
+- Peak RSS is the API process's VmHWM at the end of the run.
+`
