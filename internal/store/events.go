@@ -154,12 +154,7 @@ func (s *Store) AppendEvents(ctx context.Context, evs []NewEvent) (AppendResult,
 		return AppendResult{Events: []Event{}}, nil
 	}
 	if len(evs) == 1 {
-		// One statement is its own transaction: one round trip.
-		res, err := s.appendFast(ctx, s.pool, evs)
-		if err != nil && !errors.As(err, new(*AppendError)) {
-			err = s.appendFailure(ctx, evs, 0, err)
-		}
-		return res, err
+		return s.appends.append(ctx, evs[0])
 	}
 	var res AppendResult
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -175,7 +170,45 @@ func (s *Store) AppendEvents(ctx context.Context, evs []NewEvent) (AppendResult,
 	}
 	// The one-statement insert was refused without telling which event: find
 	// it by appending one event per statement, in a transaction of its own.
-	return s.appendOneByOne(ctx, evs)
+	res, err = s.appendOneByOne(ctx, evs)
+	var appendErr *AppendError
+	if errors.As(err, &appendErr) && errors.Is(err, ErrConcurrencyConflict) {
+		// An identical batch racing this one (a client's retries) won: this
+		// one is a replay of it, and reads as one once the other committed.
+		if st, ok := s.storedAs(ctx, evs[appendErr.Index]); ok && st.identical {
+			return s.appendOneByOne(ctx, evs)
+		}
+	}
+	return res, err
+}
+
+// appendSingle appends one event in one statement, its own transaction.
+func (s *Store) appendSingle(ctx context.Context, e NewEvent) (AppendResult, error) {
+	evs := []NewEvent{e}
+	res, err := s.appendFast(ctx, s.pool, evs)
+	if err != nil && !errors.As(err, new(*AppendError)) {
+		err = s.appendFailure(ctx, evs, 0, err)
+	}
+	if errors.Is(err, ErrConcurrencyConflict) {
+		// Two identical appends racing (a client's retries) can see the
+		// stream's unique index before the event_id one: the loser's
+		// conflict is its own event, stored by the winner.
+		if st, ok := s.storedAs(ctx, e); ok && st.identical {
+			return AppendResult{Events: []Event{st.Event}}, nil
+		}
+	}
+	return res, err
+}
+
+// storedAs returns the stored event with e's event_id, if any, and whether
+// it is identical to e.
+func (s *Store) storedAs(ctx context.Context, e NewEvent) (storedEvent, bool) {
+	stored, err := storedEvents(ctx, s.pool, []NewEvent{e})
+	if err != nil {
+		return storedEvent{}, false
+	}
+	st, ok := stored[e.EventID]
+	return st, ok
 }
 
 type dbtx interface {
@@ -311,11 +344,9 @@ func (s *Store) appendFailure(ctx context.Context, evs []NewEvent, i int, err er
 	switch {
 	case errors.Is(err, ErrConcurrencyConflict), errors.Is(err, ErrStreamFinal):
 		// An event_id stored with other content is the real cause: report it.
-		if stored, lookErr := storedEvents(ctx, s.pool, evs[i:i+1]); lookErr == nil {
-			if st, ok := stored[e.EventID]; ok && !st.identical {
-				appendErr.Err = ErrDuplicateEventID
-				return appendErr
-			}
+		if st, ok := s.storedAs(ctx, e); ok && !st.identical {
+			appendErr.Err = ErrDuplicateEventID
+			return appendErr
 		}
 		last, lookErr := s.LastEvent(ctx, e.Decider, e.DeciderID)
 		if lookErr == nil {

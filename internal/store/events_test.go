@@ -318,3 +318,46 @@ func connect(t *testing.T, s *store.Store) *pgx.Conn {
 	t.Cleanup(func() { conn.Close(ctx) })
 	return conn
 }
+
+// A client that retries while its first attempt is still running sends the
+// same event twice at once: both must succeed, one stored and one replayed.
+func TestConcurrentIdenticalRetries(t *testing.T) {
+	t.Parallel()
+	s := storetest.NewStore(t)
+	register(t, s, "order", "created")
+	first := ev("order", "retried", nil)
+	errs := race(t, 10, func(int) store.NewEvent { return first }, s)
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+
+	second := ev("order", "retried", &first.EventID)
+	third := ev("order", "retried", &second.EventID)
+	batch := []store.NewEvent{second, third}
+	stores := make([]*store.Store, 5)
+	for i := range stores {
+		stores[i] = storetest.NewStoreOn(t, s)
+	}
+	created := 0
+	var mu sync.Mutex
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range stores {
+		wg.Go(func() {
+			<-start
+			res, err := stores[i].AppendEvents(ctx, batch)
+			assert.NoError(t, err)
+			mu.Lock()
+			defer mu.Unlock()
+			if res.Created {
+				created++
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	assert.Equal(t, 1, created, "one batch stored, the others replayed")
+	got, err := s.ReadEvents(ctx, store.ReadQuery{Decider: "order", DeciderID: "retried", Limit: 10})
+	require.NoError(t, err)
+	assert.Len(t, got, 3)
+}

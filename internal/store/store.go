@@ -15,7 +15,8 @@ import (
 // Store is fstore's storage over one PostgreSQL connection pool. It keeps no
 // state besides the pool, so any number of processes may share a database.
 type Store struct {
-	pool *pgxpool.Pool
+	pool    *pgxpool.Pool
+	appends *coalescer
 }
 
 // DefaultMaxConns is the pool size used when the connection string does not
@@ -44,14 +45,16 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
+	s.appends = newCoalescer(s, coalescerWorkers, coalescerMaxGroup)
 	return s, nil
 }
 
-// New wraps an existing pool; the caller keeps ownership of it.
-func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
-
-// Close closes the pool, waiting for connections in use to be returned.
-func (s *Store) Close() { s.pool.Close() }
+// Close finishes the appends under way, then closes the pool, waiting for
+// connections in use to be returned.
+func (s *Store) Close() {
+	s.appends.close()
+	s.pool.Close()
+}
 
 // Ping checks that the database answers; it returns ErrUnavailable if not.
 func (s *Store) Ping(ctx context.Context) error {

@@ -1,0 +1,97 @@
+package store_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fstore/fstore/internal/store"
+	"github.com/fstore/fstore/internal/store/storetest"
+)
+
+// Concurrent single appends are stored in groups; each caller must still get
+// exactly the answer of an append of its own, whatever else is in its group.
+func TestGroupedAppendsAnswerEachCaller(t *testing.T) {
+	t.Parallel()
+	s := storetest.NewStore(t)
+	register(t, s, "order", "created")
+	storedNew := ev("order", "stored", nil) // sent again below, as a retry does
+	stored := appendOne(t, s, storedNew)
+
+	for round := range 5 {
+		type call struct {
+			kind string
+			e    store.NewEvent
+		}
+		var calls []call
+		for i := range 40 {
+			calls = append(calls, call{"fresh", ev("order", fmt.Sprintf("r%d-fresh-%d", round, i), nil)})
+		}
+		hot := fmt.Sprintf("r%d-hot", round)
+		for range 10 {
+			calls = append(calls, call{"contended", ev("order", hot, nil)})
+		}
+		for range 5 {
+			calls = append(calls, call{"retry", storedNew})
+		}
+		for range 5 {
+			dup := storedNew
+			dup.Data = json.RawMessage(`{"other":true}`)
+			calls = append(calls, call{"duplicate", dup})
+		}
+		twin := ev("order", fmt.Sprintf("r%d-twin", round), nil)
+		calls = append(calls, call{"twin", twin}, call{"twin", twin})
+
+		results := make([]store.AppendResult, len(calls))
+		errs := make([]error, len(calls))
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i, c := range calls {
+			wg.Go(func() {
+				<-start
+				results[i], errs[i] = s.AppendEvents(ctx, []store.NewEvent{c.e})
+			})
+		}
+		close(start)
+		wg.Wait()
+
+		contendedWins, twinCreated, twinReplayed := 0, 0, 0
+		for i, c := range calls {
+			switch c.kind {
+			case "fresh":
+				require.NoError(t, errs[i])
+				assert.True(t, results[i].Created)
+				assert.Equal(t, c.e.EventID, results[i].Events[0].EventID)
+			case "contended":
+				if errs[i] == nil {
+					contendedWins++
+				} else {
+					require.ErrorIs(t, errs[i], store.ErrConcurrencyConflict)
+				}
+			case "retry":
+				require.NoError(t, errs[i])
+				assert.False(t, results[i].Created)
+				assert.Equal(t, stored, results[i].Events[0])
+			case "duplicate":
+				assert.ErrorIs(t, errs[i], store.ErrDuplicateEventID)
+			case "twin":
+				require.NoError(t, errs[i])
+				if results[i].Created {
+					twinCreated++
+				} else {
+					twinReplayed++
+				}
+			}
+		}
+		assert.Equal(t, 1, contendedWins, "round %d: exactly one first event of the contended stream", round)
+		assert.Equal(t, 1, twinCreated, "round %d: a twin is stored once", round)
+		assert.Equal(t, 1, twinReplayed, "round %d: and replayed once", round)
+	}
+	all, err := s.ReadEvents(ctx, store.ReadQuery{Limit: 10000})
+	require.NoError(t, err)
+	assert.Len(t, all, 1+5*(40+1+1), "nothing stored twice, nothing lost")
+}
