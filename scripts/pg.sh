@@ -7,7 +7,8 @@
 #   pg.sh stop DIR           stop that cluster (its data stays)
 #   pg.sh temp CMD [ARG...]  run CMD with DATABASE_URL set to a throwaway cluster
 #                            (unix socket only) that is removed after; fsync is
-#                            off unless FSTORE_PG_DURABLE=1 (benchmarks)
+#                            off unless FSTORE_PG_DURABLE=1 (benchmarks);
+#                            FSTORE_PG_OPTS adds server options ("-c name=value")
 #
 # PostgreSQL refuses to run as root: as root the server runs as the system user
 # $FSTORE_PG_USER (default fstore-pg, created when missing). Binaries come from
@@ -139,6 +140,7 @@ cmd_temp() {
   # A throwaway cluster reachable only through its socket; for tests,
   # durability off (nothing here must survive a crash).
   local opts="-c listen_addresses='' -k $dir -p $port -c max_connections=400 -c shared_buffers=512MB"
+  opts="$opts ${FSTORE_PG_OPTS:-}"
   if [ "${FSTORE_PG_DURABLE:-0}" != 1 ]; then
     opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
   fi

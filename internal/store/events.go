@@ -56,10 +56,8 @@ type AppendResult struct {
 
 const eventColumns = `event, event_id, event_version, decider, decider_id, data, command_id, previous_id, final, created_at, "offset"`
 
-// appendSQL inserts events from parallel arrays, in input order. An event
-// whose event_id is stored already is skipped (ON CONFLICT): the caller then
-// checks that the stored one is identical.
-const appendSQL = `
+// insertFromArrays inserts events from parallel arrays, in input order.
+const insertFromArrays = `
 INSERT INTO events (event, event_id, event_version, decider, decider_id, data, command_id, previous_id, final)
 SELECT i.event, i.event_id::uuid, i.event_version, i.decider, i.decider_id, i.data::jsonb, i.command_id::uuid,
        i.previous_id::uuid, i.final
@@ -67,8 +65,15 @@ FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::te
             $9::bool[]) WITH ORDINALITY
          AS i(event, event_id, event_version, decider, decider_id, data, command_id, previous_id, final, ord)
 ORDER BY i.ord
-ON CONFLICT ON CONSTRAINT events_event_id_key DO NOTHING
+`
+
+// appendSQL skips an event whose event_id is stored already (ON CONFLICT):
+// the caller then checks that the stored one is identical.
+const appendSQL = insertFromArrays + `ON CONFLICT ON CONSTRAINT events_event_id_key DO NOTHING
 RETURNING ` + eventColumns
+
+// appendBatchSQL is for batches, all or nothing: a stored event_id fails it.
+const appendBatchSQL = insertFromArrays + `RETURNING ` + eventColumns
 
 // appendOneSQL is appendSQL for one event: PostgreSQL executes it about a
 // quarter cheaper than unnesting one-element arrays (measured with pgbench).
@@ -156,21 +161,22 @@ func (s *Store) AppendEvents(ctx context.Context, evs []NewEvent) (AppendResult,
 	if len(evs) == 1 {
 		return s.appends.append(ctx, evs[0])
 	}
-	var res AppendResult
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		res, err = s.appendFast(ctx, tx, evs)
-		return err
-	})
-	if err == nil || errors.As(err, new(*AppendError)) {
-		return res, err
+	// One statement is atomic on its own. Without ON CONFLICT, a batch that
+	// repeats a stored event_id (a retry) fails whole and is answered below.
+	rows, err := s.pool.Query(ctx, appendBatchSQL, columns(evs)...)
+	var inserted []Event
+	if err == nil {
+		inserted, err = collectEvents(rows)
+	}
+	if err == nil {
+		return inOrder(evs, inserted)
 	}
 	if err = interpretError(err); !isSentinel(err) {
-		return res, err
+		return AppendResult{}, err
 	}
 	// The one-statement insert was refused without telling which event: find
 	// it by appending one event per statement, in a transaction of its own.
-	res, err = s.appendOneByOne(ctx, evs)
+	res, err := s.appendOneByOne(ctx, evs)
 	var appendErr *AppendError
 	if errors.As(err, &appendErr) && errors.Is(err, ErrConcurrencyConflict) {
 		// An identical batch racing this one (a client's retries) won: this
@@ -267,6 +273,23 @@ func (s *Store) completeAppend(ctx context.Context, q dbtx, evs []NewEvent, inse
 		got, ok := byID[e.EventID]
 		if !ok {
 			return AppendResult{}, newAppendError(i, e, ErrDuplicateEventID)
+		}
+		res.Events[i] = got
+	}
+	return res, nil
+}
+
+// inOrder returns the inserted events in the order of evs.
+func inOrder(evs []NewEvent, inserted []Event) (AppendResult, error) {
+	byID := make(map[uuid.UUID]Event, len(inserted))
+	for _, e := range inserted {
+		byID[e.EventID] = e
+	}
+	res := AppendResult{Events: make([]Event, len(evs)), Created: true}
+	for i, e := range evs {
+		got, ok := byID[e.EventID]
+		if !ok {
+			return AppendResult{}, fmt.Errorf("store: event %s missing from the insert's result", e.EventID)
 		}
 		res.Events[i] = got
 	}
