@@ -112,4 +112,6 @@ const method = `
 - Growing streams: each client grows one stream; a thousand's rate is
   clients × 1000 / the mean time the clients took for that thousand.
 - Peak RSS is the API process's VmHWM at the end of the run.
+
+Why the figures are what they are: [performance.md](performance.md).
 `

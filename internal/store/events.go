@@ -190,10 +190,9 @@ func (s *Store) AppendEvents(ctx context.Context, evs []NewEvent) (AppendResult,
 
 // appendSingle appends one event in one statement, its own transaction.
 func (s *Store) appendSingle(ctx context.Context, e NewEvent) (AppendResult, error) {
-	evs := []NewEvent{e}
-	res, err := s.appendFast(ctx, s.pool, evs)
+	res, err := s.appendOne(ctx, e)
 	if err != nil && !errors.As(err, new(*AppendError)) {
-		err = s.appendFailure(ctx, evs, 0, err)
+		err = s.appendFailure(ctx, []NewEvent{e}, 0, err)
 	}
 	if errors.Is(err, ErrConcurrencyConflict) {
 		// Two identical appends racing (a client's retries) can see the
@@ -221,19 +220,12 @@ type dbtx interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-// appendFast inserts every event in one statement. Errors of that statement
+// appendOne inserts one event in one statement. Errors of that statement
 // come back raw, for the caller to diagnose; an *AppendError comes back only
-// for an event_id found stored with other content after the insert.
-func (s *Store) appendFast(ctx context.Context, q dbtx, evs []NewEvent) (AppendResult, error) {
-	var rows pgx.Rows
-	var err error
-	if len(evs) == 1 {
-		e := evs[0]
-		rows, err = q.Query(ctx, appendOneSQL, e.Event, pgUUID(&e.EventID), e.EventVersion, e.Decider, e.DeciderID,
-			string(e.Data), pgUUID(&e.CommandID), pgUUID(e.PreviousID), e.Final)
-	} else {
-		rows, err = q.Query(ctx, appendSQL, columns(evs)...)
-	}
+// for an event_id found stored with other content.
+func (s *Store) appendOne(ctx context.Context, e NewEvent) (AppendResult, error) {
+	rows, err := s.pool.Query(ctx, appendOneSQL, e.Event, pgUUID(&e.EventID), e.EventVersion, e.Decider, e.DeciderID,
+		string(e.Data), pgUUID(&e.CommandID), pgUUID(e.PreviousID), e.Final)
 	if err != nil {
 		return AppendResult{}, err
 	}
@@ -241,7 +233,7 @@ func (s *Store) appendFast(ctx context.Context, q dbtx, evs []NewEvent) (AppendR
 	if err != nil {
 		return AppendResult{}, err
 	}
-	return s.completeAppend(ctx, q, evs, inserted)
+	return s.completeAppend(ctx, s.pool, []NewEvent{e}, inserted)
 }
 
 // completeAppend puts inserted events in input order and fills in the ones
