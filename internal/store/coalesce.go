@@ -33,6 +33,10 @@ type coalescer struct {
 	max   int
 	quit  chan struct{}
 	wg    sync.WaitGroup
+	// mu guards closed: nothing is queued once close has begun, so the
+	// workers' final drain answers every queued append.
+	mu     sync.RWMutex
+	closed bool
 }
 
 type pendingAppend struct {
@@ -58,12 +62,17 @@ func newCoalescer(s *Store, workers, maxGroup int) *coalescer {
 // append of its own would.
 func (c *coalescer) append(ctx context.Context, ev NewEvent) (AppendResult, error) {
 	p := &pendingAppend{ctx: ctx, ev: ev, done: make(chan appendOutcome, 1)}
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		return c.s.appendSingle(ctx, ev)
+	}
 	select {
 	case c.queue <- p:
+		c.mu.RUnlock()
 	case <-ctx.Done():
+		c.mu.RUnlock()
 		return AppendResult{}, ctx.Err()
-	case <-c.quit:
-		return c.s.appendSingle(ctx, ev)
 	}
 	select {
 	case out := <-p.done:
@@ -109,6 +118,9 @@ func (c *coalescer) drain() {
 }
 
 func (c *coalescer) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
 	close(c.quit)
 	c.wg.Wait()
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -94,4 +95,37 @@ func TestGroupedAppendsAnswerEachCaller(t *testing.T) {
 	all, err := s.ReadEvents(ctx, store.ReadQuery{Limit: 10000})
 	require.NoError(t, err)
 	assert.Len(t, all, 1+5*(40+1+1), "nothing stored twice, nothing lost")
+}
+
+// Closing the store while appends are under way answers every one of them:
+// none is left queued with nobody to run it.
+func TestCloseAnswersQueuedAppends(t *testing.T) {
+	t.Parallel()
+	base := storetest.NewStore(t)
+	register(t, base, "order", "created")
+	s, err := store.Open(ctx, storetest.URL(t, base))
+	require.NoError(t, err)
+
+	const n = 200
+	done := make(chan error, n)
+	start := make(chan struct{})
+	for i := range n {
+		go func() {
+			<-start
+			_, err := s.AppendEvents(ctx, []store.NewEvent{ev("order", fmt.Sprint("c-", i), nil)})
+			done <- err
+		}()
+	}
+	close(start)
+	s.Close()
+	deadline := time.After(time.Minute)
+	for i := range n {
+		// Each append either made it or failed because the pool closed;
+		// none may be left waiting.
+		select {
+		case <-done:
+		case <-deadline:
+			t.Fatalf("%d of %d appends never answered after Close", n-i, n)
+		}
+	}
 }
