@@ -43,6 +43,10 @@ type decidersResponse struct {
 //	@Success		200		{object}	eventTypeResponse			"Already registered identically"
 //	@Failure		400		{object}	Problem
 //	@Failure		409		{object}	Problem	"Registered with another description (registration-conflict)"
+//	@Failure		413		{object}	Problem	"Body larger than FSTORE_MAX_BODY_BYTES"
+//	@Failure		415		{object}	Problem	"Body is not application/json"
+//	@Failure		401		{object}	Problem	"Missing or invalid API key (when the server has FSTORE_API_KEYS)"
+//	@Failure		503		{object}	Problem	"Database unavailable"
 //	@Security		bearer
 //	@Router			/v1/deciders/{decider}/events [post]
 func (s *Server) registerEventType(w http.ResponseWriter, r *http.Request) {
@@ -83,6 +87,8 @@ func (s *Server) registerEventType(w http.ResponseWriter, r *http.Request) {
 //	@ID			listDeciders
 //	@Produce	json
 //	@Success	200	{object}	decidersResponse
+//	@Failure		401		{object}	Problem	"Missing or invalid API key (when the server has FSTORE_API_KEYS)"
+//	@Failure		503		{object}	Problem	"Database unavailable"
 //	@Security	bearer
 //	@Router		/v1/deciders [get]
 func (s *Server) listDeciders(w http.ResponseWriter, r *http.Request) {
@@ -104,6 +110,8 @@ func (s *Server) listDeciders(w http.ResponseWriter, r *http.Request) {
 //	@Success	200		{object}	store.Decider
 //	@Failure	400		{object}	Problem
 //	@Failure	404		{object}	Problem	"No event type is registered for this decider"
+//	@Failure		401		{object}	Problem	"Missing or invalid API key (when the server has FSTORE_API_KEYS)"
+//	@Failure		503		{object}	Problem	"Database unavailable"
 //	@Security	bearer
 //	@Router		/v1/deciders/{decider} [get]
 func (s *Server) getDecider(w http.ResponseWriter, r *http.Request) {

@@ -127,6 +127,9 @@ func (req appendEventRequest) toNewEvent(prefix string) (store.NewEvent, []Field
 //	@Failure		409		{object}	Problem	"concurrency-conflict (with last_event_id), stream-final or duplicate-event-id"
 //	@Failure		413		{object}	Problem
 //	@Failure		422		{object}	Problem	"The event type is not registered for the decider and version"
+//	@Failure		415		{object}	Problem	"Body is not application/json"
+//	@Failure		401		{object}	Problem	"Missing or invalid API key (when the server has FSTORE_API_KEYS)"
+//	@Failure		503		{object}	Problem	"Database unavailable"
 //	@Security		bearer
 //	@Router			/v1/events [post]
 func (s *Server) appendEvent(w http.ResponseWriter, r *http.Request) {
@@ -168,6 +171,9 @@ func (s *Server) appendEvent(w http.ResponseWriter, r *http.Request) {
 //	@Failure		409		{object}	Problem	"concurrency-conflict, stream-final or duplicate-event-id, with index"
 //	@Failure		413		{object}	Problem
 //	@Failure		422		{object}	Problem	"An event type is not registered, with index"
+//	@Failure		415		{object}	Problem	"Body is not application/json"
+//	@Failure		401		{object}	Problem	"Missing or invalid API key (when the server has FSTORE_API_KEYS)"
+//	@Failure		503		{object}	Problem	"Database unavailable"
 //	@Security		bearer
 //	@Router			/v1/events/batch [post]
 func (s *Server) appendBatch(w http.ResponseWriter, r *http.Request) {
@@ -229,6 +235,8 @@ func (s *Server) appendBatch(w http.ResponseWriter, r *http.Request) {
 //	@Param			limit		query		integer	false	"Page size"					minimum(1)	maximum(10000)	default(1000)
 //	@Success		200			{object}	eventsPage
 //	@Failure		400			{object}	Problem
+//	@Failure		401		{object}	Problem	"Missing or invalid API key (when the server has FSTORE_API_KEYS)"
+//	@Failure		503		{object}	Problem	"Database unavailable"
 //	@Security		bearer
 //	@Router			/v1/events [get]
 func (s *Server) readEvents(w http.ResponseWriter, r *http.Request) {
@@ -282,6 +290,8 @@ func (s *Server) readEvents(w http.ResponseWriter, r *http.Request) {
 //	@Success	200			{object}	store.Event
 //	@Failure	400			{object}	Problem
 //	@Failure	404			{object}	Problem	"The stream is empty"
+//	@Failure		401		{object}	Problem	"Missing or invalid API key (when the server has FSTORE_API_KEYS)"
+//	@Failure		503		{object}	Problem	"Database unavailable"
 //	@Security	bearer
 //	@Router		/v1/events/last [get]
 func (s *Server) lastEvent(w http.ResponseWriter, r *http.Request) {
@@ -315,6 +325,8 @@ func (s *Server) lastEvent(w http.ResponseWriter, r *http.Request) {
 //	@Success	200			{object}	store.Event
 //	@Failure	400			{object}	Problem
 //	@Failure	404			{object}	Problem
+//	@Failure		401		{object}	Problem	"Missing or invalid API key (when the server has FSTORE_API_KEYS)"
+//	@Failure		503		{object}	Problem	"Database unavailable"
 //	@Security	bearer
 //	@Router		/v1/events/{event_id} [get]
 func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
