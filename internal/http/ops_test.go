@@ -42,7 +42,9 @@ func TestOperations(t *testing.T) {
 func TestReadyzSchemaMismatch(t *testing.T) {
 	t.Parallel()
 	a := newAPI(t, httpapi.Options{SchemaVersion: 999})
-	requireProblem(t, a.do("GET", "/readyz", nil), 503, "schema-mismatch")
+	r := a.do("GET", "/readyz", nil)
+	requireProblem(t, r, 503, "schema-mismatch")
+	assert.Equal(t, "1", r.Header.Get("Retry-After"))
 }
 
 func TestBearerKeys(t *testing.T) {
