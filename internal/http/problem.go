@@ -74,6 +74,8 @@ var errorTable = []problemKind{
 	{store.ErrDuplicateEventID, http.StatusConflict, "duplicate-event-id", "Duplicate event id"},
 	{store.ErrRegistrationConflict, http.StatusConflict, "registration-conflict", "Event type registered differently"},
 	{store.ErrInvalid, http.StatusBadRequest, "invalid-request", "Invalid request"},
+	{store.ErrLeaseLost, http.StatusConflict, "lease-lost", "Lease lost"},
+	{store.ErrNotHandedOut, http.StatusConflict, "offset-not-handed-out", "Offset not handed out in this lease"},
 	{store.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "Database unavailable"},
 }
 

@@ -3,7 +3,7 @@
 //
 //	@title						fstore API
 //	@version					0.1.0
-//	@description				An event store on PostgreSQL: append-only event streams with optimistic locking, read by stream, decider or whole log.
+//	@description				An event store on PostgreSQL: append-only event streams with optimistic locking, read by stream, decider or whole log; views (consumer groups) lease partitions to consumers with fenced leases.
 //	@license.name				Apache-2.0
 //	@BasePath					/
 //	@securityDefinitions.apikey	bearer
@@ -33,6 +33,15 @@ type Store interface {
 	ReadEvents(ctx context.Context, q store.ReadQuery) ([]store.Event, error)
 	LastEvent(ctx context.Context, decider, deciderID string) (store.Event, error)
 	GetEvent(ctx context.Context, id uuid.UUID) (store.Event, error)
+	RegisterView(ctx context.Context, r store.ViewRegistration) (store.View, bool, error)
+	GetView(ctx context.Context, name string) (store.View, error)
+	ListViews(ctx context.Context) ([]store.View, error)
+	DeleteView(ctx context.Context, name string) error
+	LeaseEvents(ctx context.Context, view string, r store.LeaseRequest) ([]store.LeasedEvent, error)
+	Ack(ctx context.Context, view, decider, deciderID string, offset int64, leaseID uuid.UUID) (store.Partition, error)
+	Nack(ctx context.Context, view, decider, deciderID string, leaseID uuid.UUID, retryAfter time.Duration) (store.Partition, error)
+	RetryPartition(ctx context.Context, view, decider, deciderID string) (store.Partition, error)
+	WatchLog() (<-chan struct{}, func())
 	Ping(ctx context.Context) error
 	SchemaVersion(ctx context.Context) (int, error)
 }
@@ -104,6 +113,15 @@ func (s *Server) Handler() http.Handler {
 		r.Get("/events", s.readEvents)
 		r.Get("/events/last", s.lastEvent)
 		r.Get("/events/{event_id}", s.getEvent)
+
+		r.Put("/views/{view}", s.registerView)
+		r.Get("/views", s.listViews)
+		r.Get("/views/{view}", s.getView)
+		r.Delete("/views/{view}", s.deleteView)
+		r.Post("/views/{view}/stream", s.streamEvents)
+		r.Post("/views/{view}/ack", s.ackEvent)
+		r.Post("/views/{view}/nack", s.nackEvent)
+		r.Post("/views/{view}/partitions/{decider}/{decider_id}/retry", s.retryPartition)
 	})
 	return r
 }

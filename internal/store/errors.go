@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -31,6 +32,10 @@ var (
 	ErrInvalid = errors.New("invalid value")
 	// ErrUnavailable: the database cannot be reached or is shutting down.
 	ErrUnavailable = errors.New("database unavailable")
+	// ErrLeaseLost: the lease_id is not the partition's current lease.
+	ErrLeaseLost = errors.New("lease lost")
+	// ErrNotHandedOut: the acked offset was not handed out in the lease.
+	ErrNotHandedOut = errors.New("offset not handed out in this lease")
 )
 
 // SQLSTATEs raised by fstore's own SQL (sql/migrations).
@@ -40,6 +45,9 @@ const (
 	codeDuplicateEventID    = "FS003"
 	codeImmutable           = "FS004"
 	codeNotRegistered       = "FS005"
+	codeNotFound            = "FS006"
+	codeLeaseLost           = "FS007"
+	codeNotHandedOut        = "FS008"
 )
 
 // AppendError tells which event of an append failed and why. It wraps one of
@@ -79,13 +87,21 @@ func (e *AppendError) Error() string {
 	return fmt.Sprintf("event %s: %v", e.EventID, e.Err)
 }
 
-// dbError is a sentinel with the driver error behind it. Its message is the
-// sentinel's, safe to show a client; the cause stays reachable for logs.
+// dbError is a sentinel with the driver error behind it. Its message is safe
+// to show a client; the cause stays reachable for logs.
 type dbError struct {
 	sentinel, cause error
 }
 
-func (e *dbError) Error() string   { return e.sentinel.Error() }
+// Error shows the sentinel, or the message of an error raised by fstore's own
+// SQL (SQLSTATE class FS), which is written for people.
+func (e *dbError) Error() string {
+	var pgErr *pgconn.PgError
+	if errors.As(e.cause, &pgErr) && strings.HasPrefix(pgErr.Code, "FS") {
+		return pgErr.Message
+	}
+	return e.sentinel.Error()
+}
 func (e *dbError) Unwrap() []error { return []error{e.sentinel, e.cause} }
 
 func (e *AppendError) Unwrap() error { return e.Err }
@@ -129,6 +145,12 @@ func sentinelFor(e *pgconn.PgError) error {
 		return ErrNotRegistered
 	case codeImmutable:
 		return ErrInvalid
+	case codeNotFound:
+		return ErrNotFound
+	case codeLeaseLost:
+		return ErrLeaseLost
+	case codeNotHandedOut:
+		return ErrNotHandedOut
 	case "23505": // unique_violation
 		switch e.ConstraintName {
 		case "events_previous_id_key", "events_stream_first_key":

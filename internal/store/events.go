@@ -155,6 +155,14 @@ func collectEvents(rows pgx.Rows) ([]Event, error) {
 // ErrNotRegistered, ErrConcurrencyConflict (with the stream's last event),
 // ErrStreamFinal, ErrDuplicateEventID or ErrInvalid; or ErrUnavailable.
 func (s *Store) AppendEvents(ctx context.Context, evs []NewEvent) (AppendResult, error) {
+	res, err := s.appendEvents(ctx, evs)
+	if err == nil && res.Created {
+		s.watch.bump()
+	}
+	return res, err
+}
+
+func (s *Store) appendEvents(ctx context.Context, evs []NewEvent) (AppendResult, error) {
 	if len(evs) == 0 {
 		return AppendResult{Events: []Event{}}, nil
 	}

@@ -17,6 +17,7 @@ import (
 type Store struct {
 	pool    *pgxpool.Pool
 	appends *coalescer
+	watch   *logWatcher
 }
 
 // DefaultMaxConns is the pool size used when the connection string does not
@@ -46,6 +47,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		return nil, err
 	}
 	s.appends = newCoalescer(s, coalescerWorkers, coalescerMaxGroup)
+	s.watch = newLogWatcher(s)
 	return s, nil
 }
 

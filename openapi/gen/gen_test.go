@@ -26,7 +26,9 @@ func TestCommittedDocumentIsCurrent(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, doc.Validate(t.Context()))
 	for _, path := range []string{"/v1/events", "/v1/events/batch", "/v1/events/last", "/v1/events/{event_id}",
-		"/v1/deciders", "/v1/deciders/{decider}", "/v1/deciders/{decider}/events", "/healthz", "/readyz"} {
+		"/v1/deciders", "/v1/deciders/{decider}", "/v1/deciders/{decider}/events", "/healthz", "/readyz",
+		"/v1/views", "/v1/views/{view}", "/v1/views/{view}/stream", "/v1/views/{view}/ack", "/v1/views/{view}/nack",
+		"/v1/views/{view}/partitions/{decider}/{decider_id}/retry"} {
 		assert.NotNil(t, doc.Paths.Value(path), path)
 	}
 	conflict := doc.Paths.Value("/v1/events").Post.Responses.Status(409)

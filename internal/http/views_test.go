@@ -1,0 +1,150 @@
+package httpapi_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	httpapi "github.com/fstore/fstore/internal/http"
+)
+
+func TestViewRegistration(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, httpapi.Options{})
+	r := a.do("PUT", "/v1/views/orders", map[string]any{"lock_timeout_s": 60})
+	require.Equal(t, 201, r.Status, "%s", r.Raw)
+	assert.Equal(t, "orders", r.Body["view"])
+	assert.EqualValues(t, 60, r.Body["lock_timeout_s"])
+	assert.Contains(t, r.Body, "status")
+	r = a.do("PUT", "/v1/views/orders", map[string]any{"lock_timeout_s": 30})
+	assert.Equal(t, 200, r.Status)
+	assert.EqualValues(t, 30, r.Body["lock_timeout_s"])
+
+	r = a.do("GET", "/v1/views", nil)
+	require.Equal(t, 200, r.Status)
+	assert.Len(t, r.Body["views"], 1)
+	r = a.do("GET", "/v1/views/orders", nil)
+	require.Equal(t, 200, r.Status)
+	status := r.Body["status"].(map[string]any)
+	for _, k := range []string{"partitions", "partitions_behind", "events_pending", "partitions_leased", "partitions_parked", "last_error"} {
+		assert.Contains(t, status, k)
+	}
+	requireProblem(t, a.do("GET", "/v1/views/nope", nil), 404, "not-found")
+
+	for name, body := range map[string]any{
+		"lock timeout zero":     map[string]any{"lock_timeout_s": 0},
+		"lock timeout too long": map[string]any{"lock_timeout_s": 86401},
+		"negative pooling":      map[string]any{"pooling_delay_s": -1},
+		"not a URL":             map[string]any{"edge_function_url": "nope"},
+		"ftp URL":               map[string]any{"edge_function_url": "ftp://example.com/x"},
+		"start in the future":   map[string]any{"start_at": time.Now().Add(time.Hour).Format(time.RFC3339)},
+		"start not a time":      map[string]any{"start_at": "yesterday"},
+		"unknown field":         map[string]any{"colour": "red"},
+		"malformed":             `{"lock_timeout_s":`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			requireProblem(t, a.do("PUT", "/v1/views/orders", body), 400, "invalid-request")
+		})
+	}
+	requireProblem(t, a.do("PUT", "/v1/views/"+strings.Repeat("v", 256), map[string]any{}), 400, "invalid-request")
+
+	assert.Equal(t, 204, a.do("DELETE", "/v1/views/orders", nil).Status)
+	requireProblem(t, a.do("DELETE", "/v1/views/orders", nil), 404, "not-found")
+}
+
+func TestConsumeOverHTTP(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, httpapi.Options{})
+	a.register("order", "created")
+	first := a.appendOK(event("order", "o-1", ""))
+	second := a.appendOK(event("order", "o-1", first["event_id"].(string)))
+	r := a.do("PUT", "/v1/views/orders", map[string]any{"start_at": time.Now().Add(-time.Hour).Format(time.RFC3339)})
+	require.Equal(t, 201, r.Status, "%s", r.Raw)
+
+	r = a.do("POST", "/v1/views/orders/stream", nil) // the body is optional
+	require.Equal(t, 200, r.Status, "%s", r.Raw)
+	evs := r.Body["events"].([]any)
+	require.Len(t, evs, 1)
+	got := evs[0].(map[string]any)
+	assert.Equal(t, first["event_id"], got["event_id"])
+	lease := got["lease_id"].(string)
+
+	stale := uuid.NewString()
+	ack := func(offset any, leaseID string) response {
+		return a.do("POST", "/v1/views/orders/ack", map[string]any{"decider": "order", "decider_id": "o-1", "offset": offset, "lease_id": leaseID})
+	}
+	requireProblem(t, ack(got["offset"], stale), 409, "lease-lost")
+	requireProblem(t, ack(second["offset"], lease), 409, "offset-not-handed-out")
+	r = ack(got["offset"], lease)
+	require.Equal(t, 200, r.Status, "%s", r.Raw)
+	assert.Equal(t, got["offset"], r.Body["acked_offset"])
+
+	r = a.do("POST", "/v1/views/orders/stream", map[string]any{"limit": 10, "max_per_partition": 10, "lock_timeout_s": 5})
+	require.Equal(t, 200, r.Status)
+	next := r.Body["events"].([]any)[0].(map[string]any)
+	assert.Equal(t, second["event_id"], next["event_id"])
+	r = a.do("POST", "/v1/views/orders/nack", map[string]any{"decider": "order", "decider_id": "o-1", "lease_id": next["lease_id"], "retry_after_ms": 0})
+	require.Equal(t, 200, r.Status, "%s", r.Raw)
+	assert.EqualValues(t, 1, r.Body["attempts"])
+	requireProblem(t, a.do("POST", "/v1/views/orders/nack", map[string]any{"decider": "order", "decider_id": "o-1", "lease_id": next["lease_id"]}), 409, "lease-lost")
+
+	r = a.do("POST", "/v1/views/orders/partitions/order/o-1/retry", nil)
+	assert.Equal(t, 200, r.Status, "%s", r.Raw)
+	requireProblem(t, a.do("POST", "/v1/views/orders/partitions/order/nope/retry", nil), 404, "not-found")
+	requireProblem(t, a.do("POST", "/v1/views/nope/stream", nil), 404, "not-found")
+	requireProblem(t, a.do("POST", "/v1/views/nope/ack", map[string]any{"decider": "order", "decider_id": "o-1", "offset": 1, "lease_id": lease}), 404, "not-found")
+
+	for name, body := range map[string]any{
+		"limit zero":        map[string]any{"limit": 0},
+		"limit too big":     map[string]any{"limit": 1001},
+		"per partition 0":   map[string]any{"max_per_partition": 0},
+		"wait too long":     map[string]any{"wait_s": 31},
+		"negative wait":     map[string]any{"wait_s": -1},
+		"lock timeout zero": map[string]any{"lock_timeout_s": 0},
+		"wrong type":        map[string]any{"limit": "ten"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			requireProblem(t, a.do("POST", "/v1/views/orders/stream", body), 400, "invalid-request")
+		})
+	}
+	for name, body := range map[string]any{
+		"missing lease":   map[string]any{"decider": "order", "decider_id": "o-1", "offset": 1},
+		"bad lease":       map[string]any{"decider": "order", "decider_id": "o-1", "offset": 1, "lease_id": "x"},
+		"offset zero":     map[string]any{"decider": "order", "decider_id": "o-1", "offset": 0, "lease_id": lease},
+		"missing decider": map[string]any{"decider_id": "o-1", "offset": 1, "lease_id": lease},
+	} {
+		t.Run("ack "+name, func(t *testing.T) {
+			requireProblem(t, a.do("POST", "/v1/views/orders/ack", body), 400, "invalid-request")
+		})
+	}
+}
+
+// A long poll returns the event appended while it waits; with nothing
+// appended it returns empty when wait_s has passed.
+func TestLongPoll(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, httpapi.Options{})
+	a.register("order", "created")
+	require.Equal(t, 201, a.do("PUT", "/v1/views/orders", map[string]any{}).Status)
+
+	r := a.do("POST", "/v1/views/orders/stream", map[string]any{"wait_s": 0.3})
+	require.Equal(t, 200, r.Status)
+	assert.Empty(t, r.Body["events"], "nothing came: empty after wait_s")
+
+	done := make(chan response, 1)
+	go func() { done <- a.do("POST", "/v1/views/orders/stream", map[string]any{"wait_s": 30}) }()
+	appended := a.appendOK(event("order", "o-1", ""))
+	select {
+	case r := <-done:
+		require.Equal(t, 200, r.Status)
+		evs := r.Body["events"].([]any)
+		require.Len(t, evs, 1)
+		assert.Equal(t, appended["event_id"], evs[0].(map[string]any)["event_id"])
+	case <-time.After(30 * time.Second):
+		t.Fatal("the long poll did not return the appended event")
+	}
+}

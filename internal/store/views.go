@@ -1,0 +1,267 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// View is a named consumer group over the log.
+type View struct {
+	View string `json:"view" example:"order-summaries"`
+	// Events created from this time on are delivered.
+	StartAt time.Time `json:"start_at" format:"date-time"`
+	// How long a lease lasts unless a stream call asks otherwise.
+	LockTimeoutS int64 `json:"lock_timeout_s" example:"300"`
+	// How often the dispatcher polls when it hears of no new events (null: its default).
+	PoolingDelayS *int64 `json:"pooling_delay_s" extensions:"x-nullable"`
+	// Where the dispatcher pushes events; null for a view its consumers poll.
+	EdgeFunctionURL *string    `json:"edge_function_url" extensions:"x-nullable"`
+	CreatedAt       time.Time  `json:"created_at" format:"date-time"`
+	UpdatedAt       time.Time  `json:"updated_at" format:"date-time"`
+	Status          ViewStatus `json:"status"`
+} //@name View
+
+// ViewStatus is how far a view's consumers are behind.
+type ViewStatus struct {
+	// Streams the view has seen events of.
+	Partitions int64 `json:"partitions"`
+	// Partitions with events not yet acked.
+	PartitionsBehind int64 `json:"partitions_behind"`
+	// Events not yet acked, over all partitions (the lag).
+	EventsPending int64 `json:"events_pending"`
+	// Partitions leased to a consumer now.
+	PartitionsLeased int64 `json:"partitions_leased"`
+	// Partitions parked after repeated delivery failures.
+	PartitionsParked int64 `json:"partitions_parked"`
+	// The most recent delivery error, if any.
+	LastError *PartitionError `json:"last_error" extensions:"x-nullable"`
+} //@name ViewStatus
+
+// PartitionError is a partition's last delivery error.
+type PartitionError struct {
+	Decider   string    `json:"decider"`
+	DeciderID string    `json:"decider_id"`
+	Error     string    `json:"error"`
+	At        time.Time `json:"at" format:"date-time"`
+} //@name PartitionError
+
+// ViewRegistration registers or updates a view.
+type ViewRegistration struct {
+	View string
+	// nil keeps the view's start (now for a new view); another start moves
+	// every partition's progress to that time.
+	StartAt         *time.Time
+	LockTimeoutS    int64
+	PoolingDelayS   *int64
+	EdgeFunctionURL *string
+}
+
+// Partition is one stream's progress in a view.
+type Partition struct {
+	View      string `json:"view"`
+	Decider   string `json:"decider"`
+	DeciderID string `json:"decider_id"`
+	// Processed up to and including this offset.
+	AckedOffset int64 `json:"acked_offset"`
+	// The stream's newest offset the view has seen.
+	HeadOffset  int64      `json:"head_offset"`
+	LeaseID     *uuid.UUID `json:"lease_id" swaggertype:"string" format:"uuid" extensions:"x-nullable"`
+	LeasedUntil *time.Time `json:"leased_until" format:"date-time" extensions:"x-nullable"`
+	// Not leased again before this time (a nack with a delay).
+	RetryAt   *time.Time `json:"retry_at" format:"date-time" extensions:"x-nullable"`
+	Attempts  int        `json:"attempts"`
+	Parked    bool       `json:"parked"`
+	LastError *string    `json:"last_error" extensions:"x-nullable"`
+} //@name Partition
+
+// LeasedEvent is an event handed out in a lease.
+type LeasedEvent struct {
+	Event
+	// The partition's lease: present it to ack or nack.
+	LeaseID uuid.UUID `json:"lease_id" swaggertype:"string" format:"uuid"`
+} //@name LeasedEvent
+
+// LeaseRequest asks for work.
+type LeaseRequest struct {
+	// Partitions at most (1..1000).
+	Limit int
+	// Consecutive events of one partition at most (1..1000).
+	MaxPerPartition int
+	// The lease's length; 0 means the view's lock_timeout_s.
+	LockTimeout time.Duration
+}
+
+const viewColumns = `view, start_at, lock_timeout_s, pooling_delay_s, edge_function_url, created_at, updated_at`
+
+const partitionColumns = `view, decider, decider_id, acked_offset, head_offset, lease_id, leased_until, retry_at,
+	attempts, parked, last_error`
+
+func scanView(row pgx.Row) (View, error) {
+	var v View
+	err := row.Scan(&v.View, &v.StartAt, &v.LockTimeoutS, &v.PoolingDelayS, &v.EdgeFunctionURL, &v.CreatedAt, &v.UpdatedAt)
+	return v, err
+}
+
+func scanPartition(row pgx.Row) (Partition, error) {
+	var p Partition
+	var lease pgtype.UUID
+	err := row.Scan(&p.View, &p.Decider, &p.DeciderID, &p.AckedOffset, &p.HeadOffset, &lease, &p.LeasedUntil,
+		&p.RetryAt, &p.Attempts, &p.Parked, &p.LastError)
+	if lease.Valid {
+		id := uuid.UUID(lease.Bytes)
+		p.LeaseID = &id
+	}
+	return p, err
+}
+
+// RegisterView registers a view or updates it; created tells which.
+func (s *Store) RegisterView(ctx context.Context, r ViewRegistration) (View, bool, error) {
+	v, err := scanView(s.pool.QueryRow(ctx, `SELECT `+viewColumns+` FROM register_view($1, $2, $3, $4, $5)`,
+		r.View, r.StartAt, r.LockTimeoutS, r.PoolingDelayS, r.EdgeFunctionURL))
+	if err != nil {
+		return View{}, false, interpretError(err)
+	}
+	// register_view sets updated_at only when it updates.
+	created := v.CreatedAt.Equal(v.UpdatedAt)
+	v.Status, err = s.viewStatus(ctx, r.View)
+	return v, created, err
+}
+
+// GetView returns a view with its status; ErrNotFound when it does not exist.
+func (s *Store) GetView(ctx context.Context, name string) (View, error) {
+	v, err := scanView(s.pool.QueryRow(ctx, `SELECT `+viewColumns+` FROM views WHERE view = $1`, name))
+	if err != nil {
+		return View{}, fmt.Errorf("view %q: %w", name, interpretError(err))
+	}
+	v.Status, err = s.viewStatus(ctx, name)
+	return v, err
+}
+
+// ListViews returns every view with its status, ordered by name.
+func (s *Store) ListViews(ctx context.Context) ([]View, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+viewColumns+` FROM views ORDER BY view`)
+	if err != nil {
+		return nil, interpretError(err)
+	}
+	views, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (View, error) { return scanView(r) })
+	if err != nil {
+		return nil, interpretError(err)
+	}
+	for i := range views {
+		if views[i].Status, err = s.viewStatus(ctx, views[i].View); err != nil {
+			return nil, err
+		}
+	}
+	return views, nil
+}
+
+// viewStatus brings the view's partitions up to date with the log and
+// counts them. Counting pending events costs O(pending events).
+func (s *Store) viewStatus(ctx context.Context, name string) (ViewStatus, error) {
+	var st ViewStatus
+	if _, err := s.pool.Exec(ctx, `SELECT fstore_discover($1)`, name); err != nil {
+		return st, interpretError(err)
+	}
+	err := s.pool.QueryRow(ctx, `
+		SELECT count(*),
+		       count(*) FILTER (WHERE p.head_offset > p.acked_offset),
+		       COALESCE(sum((SELECT count(*) FROM events e WHERE e.decider = p.decider AND e.decider_id = p.decider_id
+		                     AND e."offset" > p.acked_offset)) FILTER (WHERE p.head_offset > p.acked_offset), 0),
+		       count(*) FILTER (WHERE p.leased_until > now()),
+		       count(*) FILTER (WHERE p.parked)
+		FROM view_partitions p WHERE p.view = $1`, name).
+		Scan(&st.Partitions, &st.PartitionsBehind, &st.EventsPending, &st.PartitionsLeased, &st.PartitionsParked)
+	if err != nil {
+		return st, interpretError(err)
+	}
+	var pe PartitionError
+	err = s.pool.QueryRow(ctx, `SELECT decider, decider_id, last_error, last_error_at FROM view_partitions
+		WHERE view = $1 AND last_error IS NOT NULL ORDER BY last_error_at DESC LIMIT 1`, name).
+		Scan(&pe.Decider, &pe.DeciderID, &pe.Error, &pe.At)
+	switch {
+	case err == nil:
+		st.LastError = &pe
+	case !errors.Is(err, pgx.ErrNoRows):
+		return st, interpretError(err)
+	}
+	return st, nil
+}
+
+// DeleteView removes a view and its progress; ErrNotFound when it does not exist.
+func (s *Store) DeleteView(ctx context.Context, name string) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM views WHERE view = $1`, name)
+	if err != nil {
+		return interpretError(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("view %q: %w", name, ErrNotFound)
+	}
+	return nil
+}
+
+// LeaseEvents leases up to r.Limit partitions of the view that have work,
+// each with up to r.MaxPerPartition consecutive events, in offset order.
+// A partition is leased by one caller at a time; ErrNotFound for an unknown view.
+func (s *Store) LeaseEvents(ctx context.Context, view string, r LeaseRequest) ([]LeasedEvent, error) {
+	var timeout *int64
+	if r.LockTimeout > 0 {
+		secs := int64((r.LockTimeout + time.Second - 1) / time.Second)
+		timeout = &secs
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+`, lease_id FROM stream_events($1, $2, $3, $4)`,
+		view, r.Limit, timeout, r.MaxPerPartition)
+	if err != nil {
+		return nil, interpretError(err)
+	}
+	evs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (LeasedEvent, error) {
+		var le LeasedEvent
+		var err error
+		le.Event, err = scanEvent(row, &le.LeaseID)
+		return le, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("view %q: %w", view, interpretError(err))
+	}
+	return evs, nil
+}
+
+// Ack records that the partition is processed up to and including offset,
+// an offset handed out in lease leaseID, and releases the lease. Errors:
+// ErrNotFound, ErrLeaseLost, ErrNotHandedOut.
+func (s *Store) Ack(ctx context.Context, view, decider, deciderID string, offset int64, leaseID uuid.UUID) (Partition, error) {
+	return s.settle(ctx, `SELECT `+partitionColumns+` FROM ack_event($1, $2, $3, $4, $5)`,
+		view, decider, deciderID, offset, pgUUID(&leaseID))
+}
+
+// Nack releases the lease without progress; the partition may be leased
+// again after retryAfter (0: at once). Errors: ErrNotFound, ErrLeaseLost.
+func (s *Store) Nack(ctx context.Context, view, decider, deciderID string, leaseID uuid.UUID, retryAfter time.Duration) (Partition, error) {
+	return s.settle(ctx, `SELECT `+partitionColumns+` FROM schedule_nack_event($1, $2, $3, $4, $5)`,
+		view, decider, deciderID, pgUUID(&leaseID), retryAfter.Milliseconds())
+}
+
+// RetryPartition un-parks a partition: its head is delivered again now.
+// ErrNotFound when the view has no such partition.
+func (s *Store) RetryPartition(ctx context.Context, view, decider, deciderID string) (Partition, error) {
+	p, err := scanPartition(s.pool.QueryRow(ctx, `UPDATE view_partitions
+		SET parked = FALSE, retry_at = NULL, attempts = 0
+		WHERE view = $1 AND decider = $2 AND decider_id = $3 RETURNING `+partitionColumns, view, decider, deciderID))
+	if err != nil {
+		return Partition{}, fmt.Errorf("view %q, partition (%q, %q): %w", view, decider, deciderID, interpretError(err))
+	}
+	return p, nil
+}
+
+func (s *Store) settle(ctx context.Context, sql string, args ...any) (Partition, error) {
+	p, err := scanPartition(s.pool.QueryRow(ctx, sql, args...))
+	if err != nil {
+		return Partition{}, interpretError(err)
+	}
+	return p, nil
+}
