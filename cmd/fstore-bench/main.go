@@ -65,8 +65,10 @@ func run(ctx context.Context, o options) error {
 	}
 	defer api.stop()
 	c := newClient(api.base, 2*o.clients)
-	if err := c.register("bench", "created"); err != nil {
-		return err
+	for _, decider := range []string{"bench", "consume"} {
+		if err := c.register(decider, "created"); err != nil {
+			return err
+		}
 	}
 
 	log.Printf("loading %d events through POST /v1/events/batch (100 per request, 8 clients)", o.events)
@@ -80,6 +82,22 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	log.Printf("single: %.0f appends/s", r.single)
+
+	log.Printf("single appends with 10 views registered")
+	for i := range 10 {
+		if _, err := c.do("PUT", fmt.Sprintf("/v1/views/idle_%d", i), []byte(`{}`), 201); err != nil {
+			return err
+		}
+	}
+	if r.singleViews, err = singleAppends(c, o.clients, 10, o.duration); err != nil {
+		return err
+	}
+	for i := range 10 {
+		if _, err := c.do("DELETE", fmt.Sprintf("/v1/views/idle_%d", i), nil, 204); err != nil {
+			return err
+		}
+	}
+	log.Printf("single with 10 views: %.0f appends/s", r.singleViews)
 
 	if r.seedSingle, r.seedNote, err = seedAppends(ctx, admin, o); err != nil {
 		return err
@@ -100,6 +118,40 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	log.Printf("read: p50 %s p99 %s", r.read.p50, r.read.p99)
+
+	const partitions, perPartition = 10_000, 5
+	log.Printf("consuming %d partitions × %d events over HTTP", partitions, perPartition)
+	for _, v := range []string{"consume_1", "consume_8"} {
+		if _, err := c.do("PUT", "/v1/views/"+v, []byte(`{}`), 201); err != nil {
+			return err
+		}
+	}
+	if err := loadPartitions(c, partitions, perPartition); err != nil {
+		return err
+	}
+	if r.consume1, err = consume(c, "consume_1", 1, partitions*perPartition); err != nil {
+		return err
+	}
+	if r.consume8, err = consume(c, "consume_8", 8, partitions*perPartition); err != nil {
+		return err
+	}
+	log.Printf("consume: 1 consumer %.0f/s, 8 consumers %.0f/s", r.consume1, r.consume8)
+	seedDB, err := seedDatabase(ctx, admin, "bench_seed_consume", o.seed)
+	if err != nil {
+		return err
+	}
+	if seeds, err := seedConsume(ctx, seedDB, partitions, perPartition, []int{1, 8}, o.duration); err != nil {
+		return err
+	} else if len(seeds) == 2 {
+		r.seedConsume1, r.seedConsume8 = seeds[0], seeds[1]
+	}
+	log.Printf("seed consume: 1 client %.0f/s, 8 clients %.0f/s", r.seedConsume1, r.seedConsume8)
+
+	log.Printf("empty polls over every stream of the store, caught up")
+	if r.emptyPoll, r.caughtUp, err = emptyPolls(ctx, c, fstoreDB, 2000); err != nil {
+		return err
+	}
+	log.Printf("empty poll over %d partitions: p50 %s p99 %s", r.caughtUp, r.emptyPoll.p50, r.emptyPoll.p99)
 
 	r.apiRSS = api.peakRSS()
 	return r.write(o)

@@ -56,29 +56,45 @@ SELECT event_id AS prev, decider_id AS sid FROM append_event('created', gen_rand
 `
 )
 
-// seedAppends loads fstore-sql's schema into a database of its own and runs
-// its append_event under pgbench. A missing schema file is not an error: the
-// report says the comparison was skipped.
+const seedMissing = "fstore-sql's schema was not found (set FSTORE_SEED_SCHEMA): the seed was not measured"
+
+// seedDatabase creates a database with fstore-sql's schema; "" when the
+// schema file is missing (the report then says the seed was not measured).
+func seedDatabase(ctx context.Context, admin, name, schemaPath string) (string, error) {
+	schema, err := os.ReadFile(schemaPath)
+	if schemaPath == "" || os.IsNotExist(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	db, err := createDatabase(ctx, admin, name)
+	if err != nil {
+		return "", err
+	}
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, string(schema)); err != nil {
+		return "", fmt.Errorf("load the seed schema: %w", err)
+	}
+	return db, nil
+}
+
+// seedAppends runs the seed's append_event under pgbench in a database of
+// its own.
 func seedAppends(ctx context.Context, admin string, o options) (float64, string, error) {
-	schema, err := os.ReadFile(o.seed)
-	if o.seed == "" || os.IsNotExist(err) {
-		return 0, "fstore-sql's schema was not found (set FSTORE_SEED_SCHEMA): the seed was not measured", nil
-	}
-	if err != nil {
-		return 0, "", err
-	}
-	seedDB, err := createDatabase(ctx, admin, "bench_seed")
-	if err != nil {
-		return 0, "", err
+	seedDB, err := seedDatabase(ctx, admin, "bench_seed", o.seed)
+	if err != nil || seedDB == "" {
+		return 0, seedMissing, err
 	}
 	conn, err := pgx.Connect(ctx, seedDB)
 	if err != nil {
 		return 0, "", err
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, string(schema)); err != nil {
-		return 0, "", fmt.Errorf("load the seed schema: %w", err)
-	}
 	if _, err := conn.Exec(ctx, `SELECT register_decider_event('bench', 'created', 'benchmark event')`); err != nil {
 		return 0, "", err
 	}

@@ -20,6 +20,12 @@ type report struct {
 	seedNote string
 
 	seedSingle float64
+
+	singleViews                float64
+	consume1, consume8         float64
+	seedConsume1, seedConsume8 float64
+	emptyPoll                  latency
+	caughtUp                   int64
 }
 
 const (
@@ -50,6 +56,22 @@ func (r report) table() string {
 		r.opts.events, r.batch, check(r.batch >= 50000))
 	fmt.Fprintf(&b, "| read a 100-event stream over HTTP, one client | p50 %s, p99 %s | | p50 ≤ 2 ms: %s |\n",
 		ms(r.read.p50), ms(r.read.p99), check(r.read.p50 <= 2*time.Millisecond))
+	fmt.Fprintf(&b, "| single-event HTTP appends/s with 10 views registered | %.0f/s | %s of the same with none | ≥ 0.9×: %s |\n",
+		r.singleViews, ratio(r.singleViews, r.single), check(r.singleViews >= 0.9*r.single))
+	for _, row := range []struct {
+		n          int
+		ours, seed float64
+	}{{1, r.consume1, r.seedConsume1}, {8, r.consume8, r.seedConsume8}} {
+		cmp, ok := "seed not measured", "—"
+		if row.seed > 0 {
+			cmp = fmt.Sprintf("seed `stream_events(view, 1)` + `ack_event` via pgbench: %.0f/s → %s", row.seed, ratio(row.ours, row.seed))
+			ok = "≥ 10× seed: " + check(row.ours >= 10*row.seed)
+		}
+		fmt.Fprintf(&b, "| events consumed and acked/s over HTTP, 10,000 partitions × 5 events, %d consumer(s) (limit 100, max_per_partition 5) | %.0f/s | %s | %s |\n",
+			row.n, row.ours, cmp, ok)
+	}
+	fmt.Fprintf(&b, "| an empty poll, %d caught-up partitions | p50 %s, p99 %s | | p50 ≤ 2 ms: %s |\n",
+		r.caughtUp, ms(r.emptyPoll.p50), ms(r.emptyPoll.p99), check(r.emptyPoll.p50 <= 2*time.Millisecond))
 	fmt.Fprintf(&b, "| peak RSS of the API over the whole run | %.0f MiB | | < 150 MB: %s |\n", r.apiRSS, check(r.apiRSS*1.048576 < 150))
 	return b.String()
 }
