@@ -148,3 +148,44 @@ func TestLongPoll(t *testing.T) {
 		t.Fatal("the long poll did not return the appended event")
 	}
 }
+
+// Waiting long polls hold no database connection: with 40 of them waiting
+// (the pool has 20 connections), an append still goes through before any of
+// them gives up, and one of them receives it.
+func TestLongPollsHoldNoConnection(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, httpapi.Options{})
+	a.register("order", "created")
+	require.Equal(t, 201, a.do("PUT", "/v1/views/orders", map[string]any{}).Status)
+
+	const waiters = 40
+	type result struct {
+		events int
+		at     time.Time
+	}
+	results := make(chan result, waiters)
+	for range waiters {
+		go func() {
+			r := a.do("POST", "/v1/views/orders/stream", map[string]any{"wait_s": 3})
+			evs, _ := r.Body["events"].([]any)
+			results <- result{len(evs), time.Now()}
+		}()
+	}
+	// Give the polls time to reach their wait (nothing observable says they
+	// have). Were one to arrive late, the assertions below still hold; they
+	// only prove less. Waiters that held connections would exhaust the pool
+	// of 20, and the append below would wait for them to give up.
+	time.Sleep(500 * time.Millisecond)
+	a.appendOK(event("order", "o-1", ""))
+	appended := time.Now()
+
+	got := 0
+	for range waiters {
+		r := <-results
+		got += r.events
+		if r.events == 0 {
+			assert.True(t, r.at.After(appended), "an empty long poll returned before the append went through")
+		}
+	}
+	assert.Equal(t, 1, got, "exactly one poll received the event")
+}
