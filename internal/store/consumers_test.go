@@ -80,19 +80,19 @@ func TestConcurrentConsumersKeepOrder(t *testing.T) {
 				mu.Unlock()
 				for id, batch := range byPartition {
 					last := batch[len(batch)-1]
+					// Process while holding the lease: the next lease of the
+					// partition exists only after the ack below.
 					mu.Lock()
+					for _, e := range batch {
+						processed[id] = append(processed[id], e.EventID)
+						total++
+					}
 					busy[id] = false
 					mu.Unlock()
 					if _, err := cs.Ack(ctx, "v", "order", id, last.Offset, last.LeaseID); err != nil {
 						t.Errorf("ack: %v", err)
 						return
 					}
-					mu.Lock()
-					for _, e := range batch {
-						processed[id] = append(processed[id], e.EventID)
-						total++
-					}
-					mu.Unlock()
 				}
 			}
 		})
