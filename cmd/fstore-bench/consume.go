@@ -163,8 +163,15 @@ func emptyPolls(ctx context.Context, c *client, dbURL string, n int) (latency, i
 	}
 	defer conn.Close(ctx)
 	var partitions int64
-	if _, err := conn.Exec(ctx, `SELECT fstore_discover('caught_up')`); err != nil {
-		return latency{}, 0, err
+	// Scan the whole log into the view (a window of offsets per call).
+	for caughtUp := false; !caughtUp; {
+		if _, err := conn.Exec(ctx, `SELECT fstore_discover('caught_up')`); err != nil {
+			return latency{}, 0, err
+		}
+		if err := conn.QueryRow(ctx, `SELECT scanned_offset >= fstore_read_horizon() - 1 FROM views
+			WHERE view = 'caught_up'`).Scan(&caughtUp); err != nil {
+			return latency{}, 0, err
+		}
 	}
 	if err := conn.QueryRow(ctx, `WITH u AS (UPDATE view_partitions SET acked_offset = head_offset
 		WHERE view = 'caught_up' RETURNING 1) SELECT count(*) FROM u`).Scan(&partitions); err != nil {

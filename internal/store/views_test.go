@@ -312,3 +312,23 @@ func TestEmptyPollCostDoesNotGrowWithPartitions(t *testing.T) {
 	t.Logf("buffers read by an empty poll: 5 partitions %d, 5000 partitions %d", few, many)
 	assert.LessOrEqual(t, many, few+10)
 }
+
+// A view replaying a log longer than one scan window (50,000 offsets)
+// catches up over several polls and delivers every stream.
+func TestReplayCatchesUpInWindows(t *testing.T) {
+	t.Parallel()
+	s := storetest.NewStore(t)
+	register(t, s, "order", "created")
+	conn := connect(t, s)
+	// 60,000 first events of 60,000 streams, appended in SQL for speed.
+	_, err := conn.Exec(ctx, `INSERT INTO events (event, event_id, decider, decider_id, data, command_id, previous_id)
+		SELECT 'created', gen_random_uuid(), 'order', 's' || i, '{}', gen_random_uuid(), NULL
+		FROM generate_series(1, 60000) i`)
+	require.NoError(t, err)
+	first := registerView(t, s, "v", past(), 60) // its status scans once
+	assert.Less(t, first.Status.Partitions, int64(60000), "one window at a time")
+	second, err := s.GetView(ctx, "v")
+	require.NoError(t, err)
+	assert.Equal(t, int64(60000), second.Status.Partitions, "the next poll scans the rest")
+	assert.Equal(t, int64(60000), second.Status.EventsPending)
+}

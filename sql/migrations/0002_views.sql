@@ -88,7 +88,9 @@ $$;
 -- Brings a view's partitions up to date with the log: scans the events
 -- appended since the last scan (below the read horizon, so none committing
 -- late is passed over) and records each stream's newest offset. Cost is
--- proportional to the new events. Concurrent callers do not wait: one scans.
+-- proportional to the new events, and bounded: one call scans at most
+-- 50,000 offsets, so a view replaying a long log catches up over several
+-- polls while delivering what it found. Concurrent callers do not wait: one scans.
 CREATE FUNCTION fstore_discover(v_view TEXT) RETURNS VOID
     LANGUAGE plpgsql
     VOLATILE AS
@@ -106,6 +108,7 @@ BEGIN
     IF NOT FOUND OR scanned >= h - 1 THEN
         RETURN;
     END IF;
+    h := LEAST(h, scanned + 50001);
     INSERT INTO view_partitions AS p (view, decider, decider_id, acked_offset, head_offset)
     SELECT v_view, e.decider, e.decider_id, start, max(e."offset")
     FROM events e
