@@ -1,8 +1,10 @@
 package httpapi
 
 import (
+	"encoding/base64"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -29,6 +31,9 @@ type registerViewRequest struct {
 	PoolingDelayS *int64 `json:"pooling_delay_s,omitempty" validate:"omitnil,min=0,max=86400" minimum:"0" maximum:"86400"`
 	// For the dispatcher: where to push this view's events (http or https).
 	EdgeFunctionURL *string `json:"edge_function_url,omitempty" validate:"omitnil,max=2048" example:"https://example.com/hooks/orders"`
+	// The Standard Webhooks signing secret: whsec_ + base64 of 24 to 64
+	// bytes. Omitted: the view keeps its secret, or gets a new one.
+	Secret *string `json:"secret,omitempty" example:"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"`
 } //@name RegisterViewRequest
 
 // viewList lists views.
@@ -74,7 +79,7 @@ type nackRequest struct {
 // registerView godoc
 //
 //	@Summary		Register or update a view
-//	@Description	A view is a consumer group over the log; every stream is a partition leased by one consumer at a time. Re-registering with the same (or no) start_at keeps every partition's progress; another start_at replays or skips to that time.
+//	@Description	A view is a consumer group over the log; every stream is a partition leased by one consumer at a time. Re-registering with the same (or no) start_at keeps every partition's progress; another start_at replays or skips to that time. A view with an edge_function_url has a signing secret, returned here (and only here).
 //	@Tags			views
 //	@ID				registerView
 //	@Accept			json
@@ -110,12 +115,15 @@ func (s *Server) registerView(w http.ResponseWriter, r *http.Request) {
 			errs = append(errs, FieldError{Field: "edge_function_url", Message: "must be an absolute http or https URL"})
 		}
 	}
+	if req.Secret != nil && !validSecret(*req.Secret) {
+		errs = append(errs, FieldError{Field: "secret", Message: "must be whsec_ followed by the base64 of 24 to 64 bytes"})
+	}
 	if len(errs) > 0 {
 		writeProblem(w, r, badRequest("the view is invalid", errs...))
 		return
 	}
 	reg := store.ViewRegistration{View: name, StartAt: req.StartAt, LockTimeoutS: 300,
-		PoolingDelayS: req.PoolingDelayS, EdgeFunctionURL: req.EdgeFunctionURL}
+		PoolingDelayS: req.PoolingDelayS, EdgeFunctionURL: req.EdgeFunctionURL, Secret: req.Secret}
 	if req.LockTimeoutS != nil {
 		reg.LockTimeoutS = *req.LockTimeoutS
 	}
@@ -129,6 +137,16 @@ func (s *Server) registerView(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusCreated
 	}
 	writeJSON(w, status, v)
+}
+
+// validSecret reports whether s is a Standard Webhooks secret.
+func validSecret(s string) bool {
+	key, ok := strings.CutPrefix(s, "whsec_")
+	if !ok {
+		return false
+	}
+	b, err := base64.StdEncoding.DecodeString(key)
+	return err == nil && len(b) >= 24 && len(b) <= 64
 }
 
 // listViews godoc

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -188,4 +189,33 @@ func TestLongPollsHoldNoConnection(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 1, got, "exactly one poll received the event")
+}
+
+func TestViewSigningSecret(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, httpapi.Options{})
+	r := a.do("PUT", "/v1/views/hooks", map[string]any{"edge_function_url": "https://example.com/hook"})
+	require.Equal(t, 201, r.Status, "%s", r.Raw)
+	secret, _ := r.Body["secret"].(string)
+	require.True(t, strings.HasPrefix(secret, "whsec_"), "a secret is made: %q", secret)
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	require.NoError(t, err)
+	assert.Len(t, key, 32)
+
+	r = a.do("PUT", "/v1/views/hooks", map[string]any{"edge_function_url": "https://example.com/hook2"})
+	require.Equal(t, 200, r.Status)
+	assert.Equal(t, secret, r.Body["secret"], "kept when not given")
+	assert.NotContains(t, a.do("GET", "/v1/views/hooks", nil).Body, "secret", "shown only when registering")
+
+	mine := "whsec_" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32)))
+	r = a.do("PUT", "/v1/views/hooks", map[string]any{"edge_function_url": "https://example.com/hook", "secret": mine})
+	require.Equal(t, 200, r.Status)
+	assert.Equal(t, mine, r.Body["secret"])
+
+	for _, bad := range []string{"nope", "whsec_", "whsec_!!!", "whsec_" + base64.StdEncoding.EncodeToString([]byte("short"))} {
+		requireProblem(t, a.do("PUT", "/v1/views/hooks", map[string]any{"edge_function_url": "https://example.com/h", "secret": bad}), 400, "invalid-request")
+	}
+	r = a.do("PUT", "/v1/views/polled", map[string]any{})
+	require.Equal(t, 201, r.Status)
+	assert.NotContains(t, r.Body, "secret", "a view without a URL has no secret")
 }

@@ -21,10 +21,13 @@ type View struct {
 	// How often the dispatcher polls when it hears of no new events (null: its default).
 	PoolingDelayS *int64 `json:"pooling_delay_s" extensions:"x-nullable"`
 	// Where the dispatcher pushes events; null for a view its consumers poll.
-	EdgeFunctionURL *string    `json:"edge_function_url" extensions:"x-nullable"`
-	CreatedAt       time.Time  `json:"created_at" format:"date-time"`
-	UpdatedAt       time.Time  `json:"updated_at" format:"date-time"`
-	Status          ViewStatus `json:"status"`
+	EdgeFunctionURL *string `json:"edge_function_url" extensions:"x-nullable"`
+	// The webhook signing secret (whsec_…): only in the answer to a
+	// registration of a view with an edge_function_url.
+	Secret    *string    `json:"secret,omitempty" example:"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"`
+	CreatedAt time.Time  `json:"created_at" format:"date-time"`
+	UpdatedAt time.Time  `json:"updated_at" format:"date-time"`
+	Status    ViewStatus `json:"status"`
 } //@name View
 
 // ViewStatus is how far a view's consumers are behind.
@@ -60,6 +63,9 @@ type ViewRegistration struct {
 	LockTimeoutS    int64
 	PoolingDelayS   *int64
 	EdgeFunctionURL *string
+	// nil keeps the view's signing secret, or makes one for a view with an
+	// edge_function_url.
+	Secret *string
 }
 
 // Partition is one stream's progress in a view.
@@ -122,10 +128,15 @@ func scanPartition(row pgx.Row) (Partition, error) {
 
 // RegisterView registers a view or updates it; created tells which.
 func (s *Store) RegisterView(ctx context.Context, r ViewRegistration) (View, bool, error) {
-	v, err := scanView(s.pool.QueryRow(ctx, `SELECT `+viewColumns+` FROM register_view($1, $2, $3, $4, $5)`,
-		r.View, r.StartAt, r.LockTimeoutS, r.PoolingDelayS, r.EdgeFunctionURL))
+	var v View
+	err := s.pool.QueryRow(ctx, `SELECT `+viewColumns+`, secret FROM register_view($1, $2, $3, $4, $5, $6)`,
+		r.View, r.StartAt, r.LockTimeoutS, r.PoolingDelayS, r.EdgeFunctionURL, r.Secret).
+		Scan(&v.View, &v.StartAt, &v.LockTimeoutS, &v.PoolingDelayS, &v.EdgeFunctionURL, &v.CreatedAt, &v.UpdatedAt, &v.Secret)
 	if err != nil {
 		return View{}, false, interpretError(err)
+	}
+	if v.EdgeFunctionURL == nil {
+		v.Secret = nil
 	}
 	// register_view sets updated_at only when it updates.
 	created := v.CreatedAt.Equal(v.UpdatedAt)

@@ -30,6 +30,8 @@ CREATE TABLE views
     lock_timeout_s    BIGINT      NOT NULL DEFAULT 300 CHECK (lock_timeout_s BETWEEN 1 AND 86400),
     pooling_delay_s   BIGINT CHECK (pooling_delay_s >= 0),
     edge_function_url TEXT,
+    -- Standard Webhooks signing secret (whsec_ + base64) for edge_function_url.
+    secret            TEXT,
     created_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
     CONSTRAINT views_pkey PRIMARY KEY (view)
@@ -121,6 +123,15 @@ BEGIN
 END;
 $$;
 
+-- A new webhook signing secret: whsec_ + base64 of 32 bytes derived from
+-- gen_random_uuid(), which draws on PostgreSQL's strong random source.
+CREATE FUNCTION fstore_new_secret() RETURNS TEXT
+    LANGUAGE sql
+    VOLATILE AS
+$$
+SELECT 'whsec_' || encode(sha256(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())), 'base64');
+$$;
+
 -- API: register or update a view. A NULL start_at keeps the view's start (now()
 -- for a new view). The same start_at keeps every partition's progress; another
 -- start_at moves every partition to that point in time (a replay or a skip).
@@ -129,7 +140,8 @@ CREATE FUNCTION register_view(v_view TEXT,
                               v_start_at TIMESTAMPTZ DEFAULT NULL,
                               v_lock_timeout_s BIGINT DEFAULT 300,
                               v_pooling_delay_s BIGINT DEFAULT NULL,
-                              v_edge_function_url TEXT DEFAULT NULL)
+                              v_edge_function_url TEXT DEFAULT NULL,
+                              v_secret TEXT DEFAULT NULL)
     RETURNS SETOF views
     LANGUAGE plpgsql AS
 $$
@@ -141,9 +153,10 @@ BEGIN
     IF NOT FOUND THEN
         pos := fstore_offset_at(COALESCE(v_start_at, now()));
         RETURN QUERY INSERT INTO views (view, start_at, start_offset, scanned_offset, lock_timeout_s,
-                                        pooling_delay_s, edge_function_url)
+                                        pooling_delay_s, edge_function_url, secret)
             VALUES (v_view, COALESCE(v_start_at, now()), pos, pos, COALESCE(v_lock_timeout_s, 300),
-                    v_pooling_delay_s, v_edge_function_url)
+                    v_pooling_delay_s, v_edge_function_url,
+                    COALESCE(v_secret, CASE WHEN v_edge_function_url IS NOT NULL THEN fstore_new_secret() END))
             ON CONFLICT ON CONSTRAINT views_pkey DO NOTHING
             RETURNING *;
         IF FOUND THEN
@@ -166,6 +179,8 @@ BEGIN
             lock_timeout_s    = COALESCE(v_lock_timeout_s, 300),
             pooling_delay_s   = v_pooling_delay_s,
             edge_function_url = v_edge_function_url,
+            secret            = COALESCE(v_secret, cur.secret,
+                                         CASE WHEN v_edge_function_url IS NOT NULL THEN fstore_new_secret() END),
             updated_at        = clock_timestamp()
         WHERE view = v_view
         RETURNING *;
