@@ -15,6 +15,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -69,6 +70,9 @@ const DefaultMaxBodyBytes = 8 << 20
 type Server struct {
 	store Store
 	opts  Options
+	// stopping is closed by StopWaiting: long polls then answer at once.
+	stopping chan struct{}
+	stopOnce sync.Once
 }
 
 // NewServer returns the API over st.
@@ -79,7 +83,13 @@ func NewServer(st Store, opts Options) *Server {
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = 2 * time.Second
 	}
-	return &Server{store: st, opts: opts}
+	return &Server{store: st, opts: opts, stopping: make(chan struct{})}
+}
+
+// StopWaiting makes every long poll answer now with what it has (nothing),
+// so that a shutdown does not wait for them. Call it before http.Server.Shutdown.
+func (s *Server) StopWaiting() {
+	s.stopOnce.Do(func() { close(s.stopping) })
 }
 
 // Handler returns the whole route table.

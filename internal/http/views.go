@@ -295,15 +295,21 @@ func (s *Server) leaseOrWait(r *http.Request, view string, lr store.LeaseRequest
 			return evs, err
 		}
 		timer := time.NewTimer(min(remaining, recheckInterval))
+		stopping := false
 		select {
 		case <-changed:
 		case <-timer.C:
 		case <-r.Context().Done():
+		case <-s.stopping:
+			stopping = true
 		}
 		timer.Stop()
 		release()
 		if r.Context().Err() != nil {
 			return nil, r.Context().Err()
+		}
+		if stopping {
+			return nil, nil
 		}
 	}
 }

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"encoding/base64"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	httpapi "github.com/fstore/fstore/internal/http"
+	"github.com/fstore/fstore/internal/store/storetest"
 )
 
 func TestViewRegistration(t *testing.T) {
@@ -218,4 +220,27 @@ func TestViewSigningSecret(t *testing.T) {
 	r = a.do("PUT", "/v1/views/polled", map[string]any{})
 	require.Equal(t, 201, r.Status)
 	assert.NotContains(t, r.Body, "secret", "a view without a URL has no secret")
+}
+
+// A shutdown does not wait for long polls: they answer at once, empty.
+func TestStopWaitingEndsLongPolls(t *testing.T) {
+	t.Parallel()
+	st := storetest.NewStore(t)
+	srv := httpapi.NewServer(st, httpapi.Options{SchemaVersion: 2})
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	a := &api{t: t, srv: ts}
+	require.Equal(t, 201, a.do("PUT", "/v1/views/orders", map[string]any{}).Status)
+
+	done := make(chan response, 1)
+	go func() { done <- a.do("POST", "/v1/views/orders/stream", map[string]any{"wait_s": 30}) }()
+	time.Sleep(200 * time.Millisecond) // let the poll reach its wait; the assertion holds either way
+	srv.StopWaiting()
+	select {
+	case r := <-done:
+		require.Equal(t, 200, r.Status)
+		assert.Empty(t, r.Body["events"])
+	case <-time.After(20 * time.Second):
+		t.Fatal("the long poll kept waiting after StopWaiting")
+	}
 }
