@@ -1,0 +1,73 @@
+// Package dispatch pushes the events of views with an edge_function_url to
+// that URL: signed the Standard Webhooks way, through a client that refuses
+// private addresses, retried with backoff.
+//
+// This file and its neighbours are the dispatcher's building blocks; the
+// delivery loop and cmd/dispatcher come next (see the dispatcher issue).
+package dispatch
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Standard Webhooks headers.
+const (
+	HeaderID        = "webhook-id"
+	HeaderTimestamp = "webhook-timestamp"
+	HeaderSignature = "webhook-signature"
+)
+
+// ErrBadSecret: a secret is not whsec_ followed by the base64 of 24 to 64 bytes.
+var ErrBadSecret = errors.New("a webhook secret is whsec_ followed by the base64 of 24 to 64 bytes")
+
+// Signer signs webhook requests with one or more secrets. Several secrets
+// exist during a rotation: the request carries one signature per secret,
+// space-separated, and a receiver that knows any of them accepts it.
+type Signer struct {
+	keys [][]byte
+}
+
+// NewSigner returns a Signer for the given secrets (whsec_…), newest first.
+func NewSigner(secrets ...string) (*Signer, error) {
+	if len(secrets) == 0 {
+		return nil, fmt.Errorf("%w: none given", ErrBadSecret)
+	}
+	s := &Signer{}
+	for _, secret := range secrets {
+		b64, ok := strings.CutPrefix(secret, "whsec_")
+		key, err := base64.StdEncoding.DecodeString(b64)
+		if !ok || err != nil || len(key) < 24 || len(key) > 64 {
+			return nil, ErrBadSecret
+		}
+		s.keys = append(s.keys, key)
+	}
+	return s, nil
+}
+
+// Sign sets the Standard Webhooks headers on h for a message with this id,
+// sent at ts, with this body: v1,<base64 HMAC-SHA256 of "id.timestamp.body">
+// per secret.
+func (s *Signer) Sign(h http.Header, id string, ts time.Time, body []byte) {
+	unix := strconv.FormatInt(ts.Unix(), 10)
+	sigs := make([]string, len(s.keys))
+	for i, key := range s.keys {
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(id))
+		mac.Write([]byte{'.'})
+		mac.Write([]byte(unix))
+		mac.Write([]byte{'.'})
+		mac.Write(body)
+		sigs[i] = "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	}
+	h.Set(HeaderID, id)
+	h.Set(HeaderTimestamp, unix)
+	h.Set(HeaderSignature, strings.Join(sigs, " "))
+}
