@@ -164,7 +164,10 @@ func sentinelFor(e *pgconn.PgError) error {
 		// untranslatable character (\u0000 in JSON), bad encoding, bad text
 		// representation, too long, out of range, check violation.
 		return ErrInvalid
-	case "57P01", "57P02", "57P03", "53300":
+	case "57P01", "57P02", "57P03", "53300", "40P01", "40001", "55P03", "57014":
+		// Shutdown, too many connections, and the transient refusals a
+		// retry gets past: deadlock, serialization failure, lock timeout,
+		// statement timeout.
 		return ErrUnavailable
 	}
 	if len(e.Code) == 5 && e.Code[:2] == "08" { // connection exception
