@@ -22,6 +22,10 @@ type View struct {
 	PoolingDelayS *int64 `json:"pooling_delay_s" extensions:"x-nullable"`
 	// Where the dispatcher pushes events; null for a view its consumers poll.
 	EdgeFunctionURL *string `json:"edge_function_url" extensions:"x-nullable"`
+	// When and why push delivery was disabled (the receiver answered 410
+	// Gone); registering the view again enables it.
+	DispatchDisabledAt     *time.Time `json:"dispatch_disabled_at,omitempty" format:"date-time"`
+	DispatchDisabledReason *string    `json:"dispatch_disabled_reason,omitempty"`
 	// The webhook signing secret (whsec_…): only in the answer to a
 	// registration of a view with an edge_function_url.
 	Secret    *string    `json:"secret,omitempty" example:"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"`
@@ -103,14 +107,16 @@ type LeaseRequest struct {
 	LockTimeout time.Duration
 }
 
-const viewColumns = `view, start_at, lock_timeout_s, pooling_delay_s, edge_function_url, created_at, updated_at`
+const viewColumns = `view, start_at, lock_timeout_s, pooling_delay_s, edge_function_url, created_at, updated_at,
+	dispatch_disabled_at, dispatch_disabled_reason`
 
 const partitionColumns = `view, decider, decider_id, acked_offset, head_offset, lease_id, leased_until, retry_at,
 	attempts, parked, last_error`
 
 func scanView(row pgx.Row) (View, error) {
 	var v View
-	err := row.Scan(&v.View, &v.StartAt, &v.LockTimeoutS, &v.PoolingDelayS, &v.EdgeFunctionURL, &v.CreatedAt, &v.UpdatedAt)
+	err := row.Scan(&v.View, &v.StartAt, &v.LockTimeoutS, &v.PoolingDelayS, &v.EdgeFunctionURL, &v.CreatedAt, &v.UpdatedAt,
+		&v.DispatchDisabledAt, &v.DispatchDisabledReason)
 	return v, err
 }
 
@@ -131,7 +137,8 @@ func (s *Store) RegisterView(ctx context.Context, r ViewRegistration) (View, boo
 	var v View
 	err := s.pool.QueryRow(ctx, `SELECT `+viewColumns+`, secret FROM register_view($1, $2, $3, $4, $5, $6)`,
 		r.View, r.StartAt, r.LockTimeoutS, r.PoolingDelayS, r.EdgeFunctionURL, r.Secret).
-		Scan(&v.View, &v.StartAt, &v.LockTimeoutS, &v.PoolingDelayS, &v.EdgeFunctionURL, &v.CreatedAt, &v.UpdatedAt, &v.Secret)
+		Scan(&v.View, &v.StartAt, &v.LockTimeoutS, &v.PoolingDelayS, &v.EdgeFunctionURL, &v.CreatedAt, &v.UpdatedAt,
+			&v.DispatchDisabledAt, &v.DispatchDisabledReason, &v.Secret)
 	if err != nil {
 		return View{}, false, interpretError(err)
 	}
@@ -261,7 +268,7 @@ func (s *Store) Nack(ctx context.Context, view, decider, deciderID string, lease
 // ErrNotFound when the view has no such partition.
 func (s *Store) RetryPartition(ctx context.Context, view, decider, deciderID string) (Partition, error) {
 	p, err := scanPartition(s.pool.QueryRow(ctx, `UPDATE view_partitions
-		SET parked = FALSE, retry_at = NULL, attempts = 0
+		SET parked = FALSE, retry_at = NULL, attempts = 0, failing_since = NULL
 		WHERE view = $1 AND decider = $2 AND decider_id = $3 RETURNING `+partitionColumns, view, decider, deciderID))
 	if err != nil {
 		return Partition{}, fmt.Errorf("view %q, partition (%q, %q): %w", view, decider, deciderID, interpretError(err))

@@ -18,6 +18,9 @@
 --   FS006 not found: the view, or the partition in the view, does not exist
 --   FS007 lease lost: lease_id is not the partition's current lease
 --   FS008 not handed out: the offset was not handed out in this lease
+--
+-- Push delivery (the dispatcher) uses the same leases; failures are counted
+-- per partition, which is parked after too many attempts or too long.
 
 CREATE TABLE views
 (
@@ -32,6 +35,12 @@ CREATE TABLE views
     edge_function_url TEXT,
     -- Standard Webhooks signing secret (whsec_ + base64) for edge_function_url.
     secret            TEXT,
+    -- After a rotation the previous secret also signs, until this time.
+    previous_secret   TEXT,
+    previous_until    TIMESTAMPTZ,
+    -- Set when the receiver answered 410 Gone: no push until re-registered.
+    dispatch_disabled_at     TIMESTAMPTZ,
+    dispatch_disabled_reason TEXT,
     created_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
     CONSTRAINT views_pkey PRIMARY KEY (view)
@@ -59,6 +68,10 @@ CREATE TABLE view_partitions
     parked         BOOLEAN     NOT NULL DEFAULT FALSE,
     last_error     TEXT,
     last_error_at  TIMESTAMPTZ,
+    -- The HTTP status of the last failed push (NULL: no answer), and since
+    -- when the partition has been failing.
+    last_status    INT,
+    failing_since  TIMESTAMPTZ,
     CONSTRAINT view_partitions_pkey PRIMARY KEY (view, decider, decider_id)
 );
 
@@ -181,6 +194,12 @@ BEGIN
             edge_function_url = v_edge_function_url,
             secret            = COALESCE(v_secret, cur.secret,
                                          CASE WHEN v_edge_function_url IS NOT NULL THEN fstore_new_secret() END),
+            previous_secret   = CASE WHEN v_secret IS DISTINCT FROM cur.secret AND v_secret IS NOT NULL
+                                         THEN cur.secret ELSE cur.previous_secret END,
+            previous_until    = CASE WHEN v_secret IS DISTINCT FROM cur.secret AND v_secret IS NOT NULL
+                                         THEN now() + interval '24 hours' ELSE cur.previous_until END,
+            dispatch_disabled_at     = NULL,
+            dispatch_disabled_reason = NULL,
             updated_at        = clock_timestamp()
         WHERE view = v_view
         RETURNING *;
@@ -299,7 +318,8 @@ BEGIN
             leased_until = NULL,
             leased_to = NULL,
             retry_at = NULL,
-            attempts = 0
+            attempts = 0,
+            failing_since = NULL
         WHERE p.view = v_view
           AND p.decider = v_decider
           AND p.decider_id = v_decider_id
@@ -360,4 +380,37 @@ CREATE FUNCTION nack_event(v_view TEXT, v_decider TEXT, v_decider_id TEXT, v_lea
     LANGUAGE sql AS
 $$
 SELECT * FROM schedule_nack_event(v_view, v_decider, v_decider_id, v_lease_id, 0);
+$$;
+
+-- Dispatcher: a push of the partition's head failed. Counts the attempt,
+-- records why, releases the lease until v_retry_at, and parks the partition
+-- once it has failed v_max_attempts times or for longer than v_max_age.
+-- Fenced like ack_event: only the current lease may record.
+CREATE FUNCTION fstore_record_failure(v_view TEXT, v_decider TEXT, v_decider_id TEXT, v_lease_id UUID,
+                                      v_error TEXT, v_status INT, v_retry_at TIMESTAMPTZ,
+                                      v_max_attempts INT, v_max_age INTERVAL)
+    RETURNS SETOF view_partitions
+    LANGUAGE plpgsql AS
+$$
+BEGIN
+    RETURN QUERY UPDATE view_partitions p
+        SET lease_id = NULL,
+            leased_until = NULL,
+            leased_to = NULL,
+            attempts = p.attempts + 1,
+            last_error = v_error,
+            last_error_at = now(),
+            last_status = v_status,
+            failing_since = COALESCE(p.failing_since, now()),
+            retry_at = v_retry_at,
+            parked = p.attempts + 1 >= v_max_attempts OR now() - COALESCE(p.failing_since, now()) >= v_max_age
+        WHERE p.view = v_view
+          AND p.decider = v_decider
+          AND p.decider_id = v_decider_id
+          AND p.lease_id = v_lease_id
+        RETURNING *;
+    IF NOT FOUND THEN
+        PERFORM fstore_refuse_settle(v_view, v_decider, v_decider_id, v_lease_id);
+    END IF;
+END;
 $$;
