@@ -283,3 +283,14 @@ func (s *Store) settle(ctx context.Context, sql string, args ...any) (Partition,
 	}
 	return p, nil
 }
+
+// GetPartition returns one partition's progress; ErrNotFound when the view
+// has no such partition.
+func (s *Store) GetPartition(ctx context.Context, view, decider, deciderID string) (Partition, error) {
+	p, err := scanPartition(s.pool.QueryRow(ctx, `SELECT `+partitionColumns+` FROM view_partitions
+		WHERE view = $1 AND decider = $2 AND decider_id = $3`, view, decider, deciderID))
+	if err != nil {
+		return Partition{}, fmt.Errorf("view %q, partition (%q, %q): %w", view, decider, deciderID, interpretError(err))
+	}
+	return p, nil
+}

@@ -1,0 +1,311 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/rs/zerolog"
+
+	"github.com/fstore/fstore/internal/store"
+)
+
+// Store is what the dispatcher needs of the storage; *store.Store provides it.
+type Store interface {
+	PushViews(ctx context.Context) ([]store.PushView, error)
+	LeaseEvents(ctx context.Context, view string, r store.LeaseRequest) ([]store.LeasedEvent, error)
+	Ack(ctx context.Context, view, decider, deciderID string, offset int64, leaseID uuid.UUID) (store.Partition, error)
+	Nack(ctx context.Context, view, decider, deciderID string, leaseID uuid.UUID, retryAfter time.Duration) (store.Partition, error)
+	RecordFailure(ctx context.Context, view, decider, deciderID string, leaseID uuid.UUID, f store.Failure) (store.Partition, error)
+	GetPartition(ctx context.Context, view, decider, deciderID string) (store.Partition, error)
+	DisableDispatch(ctx context.Context, view, reason string) error
+	WatchLog() (<-chan struct{}, func())
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Config tunes the dispatcher. The zero value of each field is its default.
+type Config struct {
+	// Partitions in flight at once, over all views. Default 256.
+	MaxInFlight int
+	// Timeout of one push. Default 15 s.
+	AttemptTimeout time.Duration
+	// Park a partition after this many failed pushes… Default 20.
+	MaxAttempts int
+	// …or after failing for this long. Default 72 h.
+	MaxAge time.Duration
+	// Spacing of retries. Default 1 s to 6 h.
+	Backoff Backoff
+	// A receiver's Retry-After is honoured between 1 s and this. Default 1 h.
+	RetryAfterMax time.Duration
+	// How often to look for work when no new event is heard of, for views
+	// without pooling_delay_s. Default 1 s.
+	PollInterval time.Duration
+	// How long Run lets in-flight pushes finish after its context ends
+	// before cancelling them. Default 20 s.
+	ShutdownTimeout time.Duration
+	// Guard for the addresses pushed to.
+	Guard Guard
+	// The user-agent header. Default "fstore-dispatcher".
+	UserAgent string
+}
+
+func (c *Config) defaults() {
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 256
+	}
+	if c.AttemptTimeout <= 0 {
+		c.AttemptTimeout = 15 * time.Second
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 20
+	}
+	if c.MaxAge <= 0 {
+		c.MaxAge = 72 * time.Hour
+	}
+	if c.RetryAfterMax <= 0 {
+		c.RetryAfterMax = time.Hour
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = time.Second
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 20 * time.Second
+	}
+	if c.UserAgent == "" {
+		c.UserAgent = "fstore-dispatcher"
+	}
+}
+
+// Observer is told about every push attempt (metrics); it may be nil.
+type Observer interface {
+	Attempt(view, outcome string, d time.Duration)
+}
+
+// Dispatcher pushes the events of every view with an edge_function_url to
+// that URL, one event in flight per partition, many partitions at once.
+// Several dispatchers may run against one database: leases keep a
+// partition with one of them at a time.
+type Dispatcher struct {
+	st     Store
+	cfg    Config
+	client *http.Client
+	log    zerolog.Logger
+	obs    Observer
+
+	slots chan struct{} // one per push in flight
+	freed chan struct{} // a push finished: there may be room to lease
+	next  int           // round-robin start over the views
+}
+
+// New returns a dispatcher; obs may be nil.
+func New(st Store, cfg Config, log zerolog.Logger, obs Observer) *Dispatcher {
+	cfg.defaults()
+	return &Dispatcher{
+		st: st, cfg: cfg, log: log, obs: obs,
+		client: NewClient(cfg.Guard, cfg.AttemptTimeout),
+		slots:  make(chan struct{}, cfg.MaxInFlight),
+		freed:  make(chan struct{}, 1),
+	}
+}
+
+// Run pushes until ctx ends, then stops leasing, lets the pushes in flight
+// finish for up to ShutdownTimeout, cancels the rest and gives their leases
+// back. It returns nil after a shutdown.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	// Pushes outlive ctx: a shutdown lets them finish.
+	pushCtx, cancelPushes := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelPushes()
+	var inFlight sync.WaitGroup
+	for ctx.Err() == nil {
+		changed, release := d.st.WatchLog()
+		wait := d.cfg.PollInterval
+		views, err := d.st.PushViews(ctx)
+		if err != nil && ctx.Err() == nil {
+			d.log.Warn().Err(err).Msg("listing views to push")
+		}
+		for _, v := range d.rotate(views) {
+			if v.PoolingDelay > 0 && v.PoolingDelay < wait {
+				wait = v.PoolingDelay
+			}
+			d.leaseAndPush(ctx, pushCtx, v, &inFlight)
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-changed:
+		case <-d.freed:
+		case <-timer.C:
+		}
+		timer.Stop()
+		release()
+	}
+	done := make(chan struct{})
+	go func() { inFlight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d.cfg.ShutdownTimeout):
+		d.log.Warn().Msg("shutdown: cancelling the pushes still in flight")
+		cancelPushes()
+		<-done
+	}
+	return nil
+}
+
+// rotate starts the views at a different one each round, so that no view
+// takes every slot first.
+func (d *Dispatcher) rotate(views []store.PushView) []store.PushView {
+	if len(views) == 0 {
+		return nil
+	}
+	d.next = (d.next + 1) % len(views)
+	return append(views[d.next:len(views):len(views)], views[:d.next]...)
+}
+
+// leaseAndPush leases as many partitions of v as there are free slots and
+// pushes their head events.
+func (d *Dispatcher) leaseAndPush(ctx, pushCtx context.Context, v store.PushView, inFlight *sync.WaitGroup) {
+	free := cap(d.slots) - len(d.slots)
+	if free <= 0 || ctx.Err() != nil {
+		return
+	}
+	signer, err := NewSigner(v.Secrets...)
+	if err != nil {
+		d.log.Error().Err(err).Str("view", v.View).Msg("view has no usable secret")
+		return
+	}
+	// The lease outlives the push, so no other dispatcher takes the
+	// partition while this one is still waiting for the receiver.
+	lease := max(v.LockTimeout, d.cfg.AttemptTimeout+30*time.Second)
+	evs, err := d.st.LeaseEvents(ctx, v.View, store.LeaseRequest{Limit: min(free, 1000), MaxPerPartition: 1, LockTimeout: lease})
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Warn().Err(err).Str("view", v.View).Msg("leasing")
+		}
+		return
+	}
+	for _, e := range evs {
+		d.slots <- struct{}{}
+		inFlight.Go(func() {
+			defer func() {
+				<-d.slots
+				select {
+				case d.freed <- struct{}{}:
+				default:
+				}
+			}()
+			d.push(pushCtx, v, signer, e)
+		})
+	}
+}
+
+// push delivers one event and settles its lease: ack on 2xx, a recorded
+// failure otherwise.
+func (d *Dispatcher) push(ctx context.Context, v store.PushView, signer *Signer, e store.LeasedEvent) {
+	log := d.log.With().Str("view", v.View).Str("decider", e.Decider).Str("decider_id", e.DeciderID).
+		Int64("offset", e.Offset).Logger()
+	start := time.Now()
+	status, retryAfter, err := d.send(ctx, v, signer, e.Event)
+	outcome := "ok"
+	switch {
+	case err == nil && status >= 200 && status < 300:
+		if _, ackErr := d.st.Ack(context.WithoutCancel(ctx), v.View, e.Decider, e.DeciderID, e.Offset, e.LeaseID); ackErr != nil {
+			outcome = "ack_failed" // delivered; it will be delivered again (at least once)
+			log.Warn().Err(ackErr).Msg("delivered, but the ack was refused")
+		}
+	case ctx.Err() != nil:
+		outcome = "cancelled"
+		// Shutting down: give the partition back at once.
+		if _, nackErr := d.st.Nack(context.WithoutCancel(ctx), v.View, e.Decider, e.DeciderID, e.LeaseID, 0); nackErr != nil {
+			log.Warn().Err(nackErr).Msg("giving the lease back")
+		}
+	case status == http.StatusGone:
+		outcome = "gone"
+		log.Warn().Msg("receiver answered 410 Gone: push delivery disabled for the view")
+		bg := context.WithoutCancel(ctx)
+		_ = d.st.DisableDispatch(bg, v.View, "the receiver answered 410 Gone")
+		_, _ = d.st.Nack(bg, v.View, e.Decider, e.DeciderID, e.LeaseID, 0)
+	default:
+		outcome = d.fail(ctx, v, e, status, retryAfter, err, log)
+	}
+	if d.obs != nil {
+		d.obs.Attempt(v.View, outcome, time.Since(start))
+	}
+}
+
+// fail records a failed push and returns the outcome's name.
+func (d *Dispatcher) fail(ctx context.Context, v store.PushView, e store.LeasedEvent, status int, retryAfter time.Duration, err error, log zerolog.Logger) string {
+	bg := context.WithoutCancel(ctx)
+	reason, outcome := fmt.Sprintf("HTTP %d", status), "http_error"
+	if err != nil {
+		reason, outcome = errorClass(err), "error"
+	}
+	delay := retryAfter
+	if delay == 0 {
+		attempts := 0
+		if p, perr := d.st.GetPartition(bg, v.View, e.Decider, e.DeciderID); perr == nil {
+			attempts = p.Attempts
+		}
+		delay = d.cfg.Backoff.Delay(attempts + 1)
+	}
+	p, rerr := d.st.RecordFailure(bg, v.View, e.Decider, e.DeciderID, e.LeaseID, store.Failure{
+		Error: reason, Status: status, RetryAt: time.Now().Add(delay), MaxAttempts: d.cfg.MaxAttempts, MaxAge: d.cfg.MaxAge,
+	})
+	switch {
+	case rerr != nil:
+		log.Warn().Err(rerr).Msg("recording a failed push")
+	case p.Parked:
+		log.Error().Str("error", reason).Int("attempts", p.Attempts).Msg("partition parked: retry it with POST .../retry")
+		return "parked"
+	default:
+		log.Info().Str("error", reason).Int("attempts", p.Attempts).Dur("retry_in", delay).Msg("push failed")
+	}
+	return outcome
+}
+
+// send POSTs the event, signed, and returns the status and any Retry-After.
+func (d *Dispatcher) send(ctx context.Context, v store.PushView, signer *Signer, e store.Event) (int, time.Duration, error) {
+	body, err := json.Marshal(e)
+	if err != nil {
+		return 0, 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.AttemptTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, v.URL, bytes.NewReader(body))
+	if err != nil {
+		return 0, 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", d.cfg.UserAgent)
+	signer.Sign(req.Header, e.EventID.String(), time.Now(), body)
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // keep the connection reusable
+	retryAfter, _ := RetryAfter(resp.Header, time.Now(), time.Second, d.cfg.RetryAfterMax)
+	return resp.StatusCode, retryAfter, nil
+}
+
+// errorClass names a transport error for operators.
+func errorClass(err error) string {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, ErrForbiddenAddress):
+		return "forbidden address: " + err.Error()
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return "timeout"
+	case errors.Is(err, syscallECONNREFUSED):
+		return "connection refused"
+	}
+	return "transport error: " + err.Error()
+}

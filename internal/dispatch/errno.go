@@ -1,0 +1,6 @@
+package dispatch
+
+import "syscall"
+
+// syscallECONNREFUSED names a refused connection in errorClass.
+const syscallECONNREFUSED = syscall.ECONNREFUSED
