@@ -14,9 +14,10 @@ help: ## List the targets
 .PHONY: build
 build: ## Build the binaries into bin/
 	$(GO) build -o $(BIN)/fstore-api ./cmd/api
+	$(GO) build -o $(BIN)/fstore-dispatcher ./cmd/dispatcher
 
 .PHONY: run
-run: build ## Start the API (and a private PostgreSQL in .fstore/pg unless DATABASE_URL is set)
+run: build ## Start the API and the dispatcher (and a private PostgreSQL in .fstore/pg unless DATABASE_URL is set)
 	@scripts/run.sh
 
 .PHONY: test

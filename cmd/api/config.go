@@ -4,13 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
-	"reflect"
-	"strings"
 	"time"
 
-	"github.com/caarlos0/env/v11"
 	"github.com/rs/zerolog"
+
+	"github.com/fstore/fstore/internal/startup"
 )
 
 // config is the API's whole configuration, read from the environment.
@@ -42,31 +40,11 @@ type config struct {
 
 // loadConfig reads and validates the configuration.
 func loadConfig() (config, error) {
-	cfg, err := env.ParseAs[config]()
+	cfg, err := startup.LoadEnv[config]()
 	if err != nil {
-		return cfg, nameVariables(err)
+		return cfg, err
 	}
 	return cfg, cfg.validate()
-}
-
-// nameVariables rewrites the env library's parse errors, which name Go
-// fields, to name the environment variables a user sets.
-func nameVariables(err error) error {
-	var agg env.AggregateError
-	if !errors.As(err, &agg) {
-		return err
-	}
-	out := make([]error, 0, len(agg.Errors))
-	for _, e := range agg.Errors {
-		var pe env.ParseError
-		if errors.As(e, &pe) {
-			f, _ := reflect.TypeFor[config]().FieldByName(pe.Name)
-			name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
-			e = fmt.Errorf("%s: %w", name, pe.Err)
-		}
-		out = append(out, e)
-	}
-	return errors.Join(out...)
 }
 
 func (c *config) validate() error {
@@ -81,56 +59,29 @@ func (c *config) validate() error {
 	host, port, err := net.SplitHostPort(c.Addr)
 	if err != nil || port == "" {
 		errs = append(errs, fmt.Errorf("FSTORE_ADDR %q: want host:port", c.Addr))
-	} else if len(c.APIKeys) == 0 && !c.Insecure && !isLoopback(host) {
+	} else if len(c.APIKeys) == 0 && !c.Insecure && !startup.IsLoopback(host) {
 		errs = append(errs, fmt.Errorf("FSTORE_ADDR %q is not a loopback address and FSTORE_API_KEYS is empty: "+
 			"set API keys, or FSTORE_INSECURE=true to serve without authentication", c.Addr))
 	}
 	if c.PprofAddr != "" {
-		if h, _, err := net.SplitHostPort(c.PprofAddr); err != nil || !isLoopback(h) {
+		if h, _, err := net.SplitHostPort(c.PprofAddr); err != nil || !startup.IsLoopback(h) {
 			errs = append(errs, fmt.Errorf("FSTORE_PPROF_ADDR %q: want a loopback host:port", c.PprofAddr))
 		}
 	}
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, fmt.Errorf("FSTORE_MAX_BODY_BYTES %d: want at least 1024", c.MaxBodyBytes))
 	}
-	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
-		errs = append(errs, fmt.Errorf("FSTORE_LOG_LEVEL %q: want trace, debug, info, warn or error", c.LogLevel))
-	}
-	if c.LogFormat != "json" && c.LogFormat != "console" {
-		errs = append(errs, fmt.Errorf("FSTORE_LOG_FORMAT %q: want json or console", c.LogFormat))
-	}
+	errs = append(errs, startup.CheckLogging(c.LogLevel, c.LogFormat))
 	return errors.Join(errs...)
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // MarshalZerologObject logs the configuration with secrets masked.
 func (c config) MarshalZerologObject(e *zerolog.Event) {
-	e.Str("database_url", redactURL(c.DatabaseURL)).
+	e.Str("database_url", startup.RedactURL(c.DatabaseURL)).
 		Str("addr", c.Addr).
 		Int("api_keys", len(c.APIKeys)).
 		Bool("insecure", c.Insecure).
 		Int64("max_body_bytes", c.MaxBodyBytes).
 		Dur("shutdown_timeout", c.ShutdownTimeout).
 		Str("log_level", c.LogLevel)
-}
-
-// redactURL hides the password of a URL; a DSN that is not a URL is hidden whole.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.Scheme == "" {
-		return "(set, not a URL: hidden)"
-	}
-	q := u.Query()
-	if q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
-	}
-	return u.Redacted()
 }

@@ -5,6 +5,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/fstore/fstore/internal/startup"
 )
 
 func TestConfigDefaultsAndValidation(t *testing.T) {
@@ -13,7 +15,7 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "127.0.0.1:8080", cfg.Addr)
 	assert.Equal(t, int64(8<<20), cfg.MaxBodyBytes)
-	assert.Equal(t, "postgres://u:xxxxx@db:5432/fstore?sslmode=disable", redactURL(cfg.DatabaseURL))
+	assert.Equal(t, "postgres://u:xxxxx@db:5432/fstore?sslmode=disable", startup.RedactURL(cfg.DatabaseURL))
 
 	cases := map[string]struct {
 		env     map[string]string
@@ -49,7 +51,7 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 }
 
 func TestConfigLogHidesSecrets(t *testing.T) {
-	assert.Equal(t, "postgres://u:xxxxx@h/db", redactURL("postgres://u:secret@h/db"))
-	assert.NotContains(t, redactURL("host=h password=secret"), "secret")
-	assert.NotContains(t, redactURL("postgres://h/db?password=secret"), "secret")
+	assert.Equal(t, "postgres://u:xxxxx@h/db", startup.RedactURL("postgres://u:secret@h/db"))
+	assert.NotContains(t, startup.RedactURL("host=h password=secret"), "secret")
+	assert.NotContains(t, startup.RedactURL("postgres://h/db?password=secret"), "secret")
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	httpapi "github.com/fstore/fstore/internal/http"
+	"github.com/fstore/fstore/internal/startup"
 	"github.com/fstore/fstore/internal/store"
 	fstoresql "github.com/fstore/fstore/sql"
 )
@@ -50,10 +51,10 @@ func run() error {
 		// saves CPU on every request and keeps memory small.
 		debug.SetGCPercent(400)
 	}
-	logger := newLogger(cfg)
+	logger := startup.Logger(cfg.LogLevel, cfg.LogFormat, "fstore-api")
 	logger.Info().Object("config", cfg).Msg("starting fstore API")
 
-	st, err := connect(ctx, cfg, logger)
+	st, err := startup.OpenStore(ctx, cfg.DatabaseURL, cfg.ConnectTimeout, logger)
 	if err != nil {
 		return err
 	}
@@ -105,39 +106,6 @@ func run() error {
 	}
 	logger.Info().Msg("stopped")
 	return nil
-}
-
-// connect opens the store, waiting up to cfg.ConnectTimeout for the
-// database to answer (it may still be starting, as under docker compose).
-func connect(ctx context.Context, cfg config, logger zerolog.Logger) (*store.Store, error) {
-	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
-	defer cancel()
-	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-		st, err := store.Open(ctx, cfg.DatabaseURL)
-		if err == nil {
-			return st, nil
-		}
-		if !errors.Is(err, store.ErrUnavailable) {
-			return nil, err
-		}
-		logger.Warn().Err(err).Dur("retry_in", wait).Msg("database not reachable yet")
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("database did not answer within %s: %w", cfg.ConnectTimeout, err)
-		case <-time.After(wait):
-		}
-	}
-}
-
-func newLogger(cfg config) zerolog.Logger {
-	level, _ := zerolog.ParseLevel(cfg.LogLevel)
-	var logger zerolog.Logger
-	if cfg.LogFormat == "console" {
-		logger = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly})
-	} else {
-		logger = zerolog.New(os.Stderr)
-	}
-	return logger.Level(level).With().Timestamp().Str("service", "fstore-api").Logger()
 }
 
 // servePprof serves net/http/pprof's handlers on their own loopback listener.

@@ -73,6 +73,7 @@ type Server struct {
 	// stopping is closed by StopWaiting: long polls then answer at once.
 	stopping chan struct{}
 	stopOnce sync.Once
+	metrics  *httpMetrics
 }
 
 // NewServer returns the API over st.
@@ -83,7 +84,7 @@ func NewServer(st Store, opts Options) *Server {
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = 2 * time.Second
 	}
-	return &Server{store: st, opts: opts, stopping: make(chan struct{})}
+	return &Server{store: st, opts: opts, stopping: make(chan struct{}), metrics: newHTTPMetrics()}
 }
 
 // StopWaiting makes every long poll answer now with what it has (nothing),
@@ -97,6 +98,7 @@ func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
 	r.Use(requestLogging(s.opts.Logger)...)
 	r.Use(recoverer)
+	r.Use(s.metrics.middleware)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, newProblem(http.StatusNotFound, "not-found", "Not found", "no route for "+r.URL.Path))
 	})
@@ -107,6 +109,7 @@ func (s *Server) Handler() http.Handler {
 
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
+	r.Method(http.MethodGet, "/metrics", s.metrics.handler)
 	r.Get("/openapi.json", serveOpenAPIJSON)
 	r.Get("/openapi.yaml", serveOpenAPIYAML)
 	r.Get("/docs", redirectToDocs)

@@ -1,0 +1,92 @@
+// Command fstore-dispatcher pushes the events of every view that has an
+// edge_function_url to that URL, signed the Standard Webhooks way, in order
+// per partition. Several may run against one database. It serves /metrics
+// and /healthz on FSTORE_METRICS_ADDR and stops gracefully on SIGINT/SIGTERM.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/fstore/fstore/internal/dispatch"
+	"github.com/fstore/fstore/internal/startup"
+	fstoresql "github.com/fstore/fstore/sql"
+)
+
+func main() {
+	if len(os.Args) > 1 && (os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help") {
+		fmt.Println("fstore-dispatcher: pushes view events to their edge_function_url. Configured by the environment: " +
+			"DATABASE_URL (required), FSTORE_METRICS_ADDR, FSTORE_ALLOW_PRIVATE_URLS, FSTORE_DISPATCH_MAX_IN_FLIGHT, " +
+			"FSTORE_DISPATCH_TIMEOUT, FSTORE_DISPATCH_MAX_ATTEMPTS, FSTORE_DISPATCH_MAX_AGE, FSTORE_SHUTDOWN_TIMEOUT, " +
+			"FSTORE_CONNECT_TIMEOUT, FSTORE_LOG_LEVEL, FSTORE_LOG_FORMAT. See README.md.")
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "fstore-dispatcher:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, err := loadConfig()
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	logger := startup.Logger(cfg.LogLevel, cfg.LogFormat, "fstore-dispatcher")
+	logger.Info().Object("config", cfg).Msg("starting fstore dispatcher")
+
+	st, err := startup.OpenStore(ctx, cfg.DatabaseURL, cfg.ConnectTimeout, logger)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	// Idempotent and under the API's advisory lock: whichever starts first migrates.
+	if _, err := st.Migrate(ctx, fstoresql.Migrations); err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := dispatch.NewMetrics(reg)
+	dispatch.RegisterViewMetrics(reg, st)
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	srv := &http.Server{Addr: cfg.MetricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error().Err(err).Msg("metrics server stopped")
+			stop()
+		}
+	}()
+	logger.Info().Str("metrics", "http://"+cfg.MetricsAddr+"/metrics").Msg("fstore dispatcher running")
+
+	d := dispatch.New(st, dispatch.Config{
+		MaxInFlight: cfg.MaxInFlight, AttemptTimeout: cfg.AttemptTimeout, MaxAttempts: cfg.MaxAttempts,
+		MaxAge: cfg.MaxAge, ShutdownTimeout: cfg.ShutdownTimeout,
+		Guard:     dispatch.Guard{AllowPrivate: cfg.AllowPrivateURLs},
+		UserAgent: "fstore-dispatcher/0.1 (+https://github.com/fstore/fstore)",
+	}, logger, metrics)
+	err = d.Run(ctx)
+	logger.Info().Msg("stopped pushing; shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx)
+	return err
+}
