@@ -182,9 +182,11 @@ func (d *Dispatcher) leaseAndPush(ctx, pushCtx context.Context, v store.PushView
 		d.log.Error().Err(err).Str("view", v.View).Msg("view has no usable secret")
 		return
 	}
-	// The lease outlives the push, so no other dispatcher takes the
-	// partition while this one is still waiting for the receiver.
-	lease := max(v.LockTimeout, d.cfg.AttemptTimeout+30*time.Second)
+	// The lease outlives the push (so no other dispatcher takes the
+	// partition while this one still waits for the receiver) and little
+	// more: after a crash its partitions are free again soon. The view's
+	// lock_timeout_s is for consumers that poll.
+	lease := 2 * d.cfg.AttemptTimeout
 	evs, err := d.st.LeaseEvents(ctx, v.View, store.LeaseRequest{Limit: min(free, 1000), MaxPerPartition: 1, LockTimeout: lease})
 	if err != nil {
 		if ctx.Err() == nil {

@@ -66,7 +66,10 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	r.attempts[ev.DeciderID] = append(r.attempts[ev.DeciderID], time.Now())
 	status, retryAfter := r.answer(ev.DeciderID, len(r.attempts[ev.DeciderID]))
 	r.mu.Unlock()
-	time.Sleep(r.delay) // a receiver's work, widening any overlap window
+	select { // a receiver's work, widening any overlap window
+	case <-time.After(r.delay):
+	case <-req.Context().Done(): // the dispatcher gave up
+	}
 	r.mu.Lock()
 	r.inFlight[ev.DeciderID]--
 	if status < 300 {
@@ -266,4 +269,34 @@ func TestTwoDispatchers(t *testing.T) {
 	defer rcv.mu.Unlock()
 	assert.Zero(t, rcv.overlaps, "a partition in flight at two dispatchers")
 	assert.Equal(t, want, rcv.accepted)
+}
+
+// A shutdown lets pushes finish for ShutdownTimeout, then cancels them and
+// gives their leases back: nothing stays leased.
+func TestShutdownGivesLeasesBack(t *testing.T) {
+	t.Parallel()
+	rcv := newReceiver(t)
+	rcv.delay = 10 * time.Second // a receiver slower than the shutdown timeout
+	st, _ := setup(t, rcv, 3, 1)
+	cfg := testConfig()
+	cfg.ShutdownTimeout = 300 * time.Millisecond
+	cfg.AttemptTimeout = 30 * time.Second
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- dispatch.New(st, cfg, zerolog.Nop(), nil).Run(runCtx) }()
+	waitFor(t, 10*time.Second, "pushes in flight", func() bool {
+		v, err := st.GetView(ctx, "hooks")
+		return err == nil && v.Status.PartitionsLeased == 3
+	})
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after the shutdown timeout")
+	}
+	v, err := st.GetView(ctx, "hooks")
+	require.NoError(t, err)
+	assert.Zero(t, v.Status.PartitionsLeased, "every lease given back")
+	assert.Equal(t, int64(3), v.Status.EventsPending, "nothing was acked")
 }

@@ -20,7 +20,7 @@ type PushView struct {
 	// How often to look for work when no new event is heard of (0: the
 	// dispatcher's default).
 	PoolingDelay time.Duration
-	// The lease length: each push must finish within it.
+	// The view's lease length for polling consumers.
 	LockTimeout time.Duration
 }
 

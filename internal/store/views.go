@@ -88,6 +88,8 @@ type Partition struct {
 	Attempts  int        `json:"attempts"`
 	Parked    bool       `json:"parked"`
 	LastError *string    `json:"last_error" extensions:"x-nullable"`
+	// The HTTP status of the last failed push; null when there was no answer.
+	LastStatus *int `json:"last_status" extensions:"x-nullable"`
 } //@name Partition
 
 // LeasedEvent is an event handed out in a lease.
@@ -111,7 +113,7 @@ const viewColumns = `view, start_at, lock_timeout_s, pooling_delay_s, edge_funct
 	dispatch_disabled_at, dispatch_disabled_reason`
 
 const partitionColumns = `view, decider, decider_id, acked_offset, head_offset, lease_id, leased_until, retry_at,
-	attempts, parked, last_error`
+	attempts, parked, last_error, last_status`
 
 func scanView(row pgx.Row) (View, error) {
 	var v View
@@ -124,7 +126,7 @@ func scanPartition(row pgx.Row) (Partition, error) {
 	var p Partition
 	var lease pgtype.UUID
 	err := row.Scan(&p.View, &p.Decider, &p.DeciderID, &p.AckedOffset, &p.HeadOffset, &lease, &p.LeasedUntil,
-		&p.RetryAt, &p.Attempts, &p.Parked, &p.LastError)
+		&p.RetryAt, &p.Attempts, &p.Parked, &p.LastError, &p.LastStatus)
 	if lease.Valid {
 		id := uuid.UUID(lease.Bytes)
 		p.LeaseID = &id

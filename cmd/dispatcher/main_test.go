@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fstore/fstore/internal/store"
+	"github.com/fstore/fstore/internal/store/storetest"
+)
+
+// The dispatcher is killed (-9) repeatedly in the middle of deliveries:
+// after the last restart every event has been delivered at least once, and
+// within a partition never out of order.
+func TestKilledDispatcherDeliversEverythingInOrder(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "fstore-dispatcher")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	require.NoError(t, build.Run())
+
+	ctx := context.Background()
+	st := storetest.NewStore(t)
+	var mu sync.Mutex
+	received := map[string][]int64{}
+	total := 0
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var e store.Event
+		_ = json.Unmarshal(body, &e)
+		select { // deliveries take a while: some are in flight at each kill
+		case <-time.After(15 * time.Millisecond):
+		case <-r.Context().Done():
+			return
+		}
+		mu.Lock()
+		received[e.DeciderID] = append(received[e.DeciderID], e.Offset)
+		total++
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer rcv.Close()
+
+	_, _, err := st.RegisterEventType(ctx, store.EventType{Decider: "order", Event: "created", EventVersion: 1})
+	require.NoError(t, err)
+	start := time.Now().Add(-time.Hour)
+	_, _, err = st.RegisterView(ctx, store.ViewRegistration{View: "hooks", StartAt: &start, LockTimeoutS: 60, EdgeFunctionURL: &rcv.URL})
+	require.NoError(t, err)
+	want := map[string][]int64{}
+	const partitions, perPartition = 5, 30
+	for p := range partitions {
+		id := fmt.Sprint("p", p)
+		var prev *uuid.UUID
+		for range perPartition {
+			e := store.NewEvent{Event: "created", EventID: uuid.New(), EventVersion: 1, Decider: "order", DeciderID: id,
+				Data: json.RawMessage(`{}`), CommandID: uuid.New(), PreviousID: prev}
+			res, err := st.AppendEvents(ctx, []store.NewEvent{e})
+			require.NoError(t, err)
+			prev = &e.EventID
+			want[id] = append(want[id], res.Events[0].Offset)
+		}
+	}
+
+	env := append(os.Environ(), "DATABASE_URL="+storetest.URL(t, st), "FSTORE_METRICS_ADDR=127.0.0.1:0",
+		"FSTORE_ALLOW_PRIVATE_URLS=true", "FSTORE_DISPATCH_TIMEOUT=1s", "FSTORE_LOG_LEVEL=warn")
+	startDispatcher := func() *exec.Cmd {
+		cmd := exec.Command(bin)
+		cmd.Env = env
+		cmd.Stderr = os.Stderr
+		require.NoError(t, cmd.Start())
+		return cmd
+	}
+	delivered := func() int { mu.Lock(); defer mu.Unlock(); return total }
+	waitFor := func(what string, cond func() bool) {
+		for deadline := time.Now().Add(60 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+			require.True(t, time.Now().Before(deadline), "timed out waiting for %s", what)
+		}
+	}
+
+	for kill := 1; kill <= 3; kill++ {
+		cmd := startDispatcher()
+		before := delivered()
+		waitFor("deliveries", func() bool { return delivered() >= before+15 })
+		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+		_ = cmd.Wait()
+	}
+	cmd := startDispatcher()
+	waitFor("every event delivered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for id, offs := range want {
+			if len(unique(received[id])) < len(offs) {
+				return false
+			}
+		}
+		return true
+	})
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, cmd.Wait(), "a clean stop on SIGTERM")
+
+	mu.Lock()
+	defer mu.Unlock()
+	for id, offs := range want {
+		got := received[id]
+		assert.True(t, sort.SliceIsSorted(got, func(i, j int) bool { return got[i] < got[j] }),
+			"partition %s never out of order (repeats after a kill are allowed): %v", id, got)
+		assert.Equal(t, offs, unique(got), "partition %s: every event at least once", id)
+	}
+	t.Logf("%d deliveries for %d events over 3 kills", total, partitions*perPartition)
+}
+
+func unique(offs []int64) []int64 {
+	var out []int64
+	for i, o := range offs {
+		if i == 0 || o != offs[i-1] {
+			out = append(out, o)
+		}
+	}
+	return out
+}
