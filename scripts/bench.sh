@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 go build -o bin/fstore-api ./cmd/api
+go build -o bin/fstore-dispatcher ./cmd/dispatcher
 go build -o bin/fstore-bench ./cmd/fstore-bench
 seed=${FSTORE_SEED_SCHEMA:-../shared/reference/fstore-sql-schema.sql}
 FSTORE_PG_DURABLE=1 exec scripts/pg.sh temp bin/fstore-bench \

@@ -14,9 +14,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// loadPartitions appends partitions × perPartition events of decider
-// "consume" through the batch endpoint, 20 streams per request.
-func loadPartitions(c *client, partitions, perPartition int) error {
+// loadPartitions appends partitions × perPartition events of a decider
+// through the batch endpoint, 20 streams per request.
+func loadPartitions(c *client, partitions, perPartition int, decider string) error {
 	const streamsPerRequest = 20
 	for p := 0; p < partitions; p += streamsPerRequest {
 		buf := []byte(`{"events":[`)
@@ -30,8 +30,8 @@ func loadPartitions(c *client, partitions, perPartition int) error {
 				}
 				first = false
 				id := uuid.New()
-				buf = fmt.Appendf(buf, `{"event":"created","event_id":"%s","decider":"consume","decider_id":"%s","data":{"n":%d},"command_id":"%s","previous_id":`,
-					id, stream, i, uuid.New())
+				buf = fmt.Appendf(buf, `{"event":"created","event_id":"%s","decider":"%s","decider_id":"%s","data":{"n":%d},"command_id":"%s","previous_id":`,
+					id, decider, stream, i, uuid.New())
 				if prev == nil {
 					buf = append(buf, "null}"...)
 				} else {

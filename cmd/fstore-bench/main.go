@@ -19,16 +19,17 @@ import (
 )
 
 type options struct {
-	api, seed, out, readme string
-	events                 int           // events loaded through the batch endpoint
-	duration               time.Duration // each throughput run
-	growTo                 int           // events per stream in the growing-streams run
-	clients                int           // concurrent clients for single appends
+	api, dispatcher, seed, out, readme string
+	events                             int           // events loaded through the batch endpoint
+	duration                           time.Duration // each throughput run
+	growTo                             int           // events per stream in the growing-streams run
+	clients                            int           // concurrent clients for single appends
 }
 
 func main() {
 	var o options
 	flag.StringVar(&o.api, "api", "bin/fstore-api", "the API binary")
+	flag.StringVar(&o.dispatcher, "dispatcher", "bin/fstore-dispatcher", "the dispatcher binary")
 	flag.StringVar(&o.seed, "seed", "", "fstore-sql's schema.sql; empty or missing skips the seed's figures")
 	flag.StringVar(&o.out, "out", "", "write the report to this file (docs/benchmarks.md)")
 	flag.StringVar(&o.readme, "readme", "", "update the figures between the bench markers of this README")
@@ -65,7 +66,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer api.stop()
 	c := newClient(api.base, 2*o.clients)
-	for _, decider := range []string{"bench", "consume"} {
+	for _, decider := range []string{"bench", "consume", "push"} {
 		if err := c.register(decider, "created"); err != nil {
 			return err
 		}
@@ -126,7 +127,7 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
-	if err := loadPartitions(c, partitions, perPartition); err != nil {
+	if err := loadPartitions(c, partitions, perPartition, "consume"); err != nil {
 		return err
 	}
 	if r.consume1, err = consume(c, "consume_1", 1, partitions*perPartition); err != nil {
@@ -152,6 +153,13 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	log.Printf("empty poll over %d partitions: p50 %s p99 %s", r.caughtUp, r.emptyPoll.p50, r.emptyPoll.p99)
+
+	log.Printf("push: 1,000 partitions × 10 events of backlog, then 100 appends/s, then appends while pushing")
+	if r.push, err = pushBench(ctx, c, o.dispatcher, fstoreDB, o, 1000, 10); err != nil {
+		return err
+	}
+	log.Printf("push: %.0f deliveries/s; latency p50 %s p99 %s; appends while pushing %.0f/s",
+		r.push.deliveries, r.push.latency.p50, r.push.latency.p99, r.push.appendsWhile)
 
 	r.apiRSS = api.peakRSS()
 	return r.write(o)

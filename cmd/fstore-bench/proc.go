@@ -13,29 +13,51 @@ import (
 	"time"
 )
 
-// apiProcess is the real API binary, started for the benchmark.
+// apiProcess is a real fstore binary, started for the benchmark.
 type apiProcess struct {
 	cmd  *exec.Cmd
 	base string
 }
 
-func startAPI(ctx context.Context, bin, dbURL string) (*apiProcess, error) {
+func freeAddr() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func startAPI(ctx context.Context, bin, dbURL string) (*apiProcess, error) {
+	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cmd := exec.CommandContext(ctx, bin)
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "FSTORE_ADDR="+addr, "FSTORE_LOG_LEVEL=warn",
+	return startProcess(ctx, bin, "/readyz", addr, "DATABASE_URL="+dbURL, "FSTORE_ADDR="+addr, "FSTORE_LOG_LEVEL=warn",
 		"FSTORE_PPROF_ADDR="+os.Getenv("FSTORE_BENCH_PPROF"))
+}
+
+// startDispatcher starts the dispatcher binary, allowed to push to loopback.
+func startDispatcher(ctx context.Context, bin, dbURL string) (*apiProcess, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	return startProcess(ctx, bin, "/healthz", addr, "DATABASE_URL="+dbURL, "FSTORE_METRICS_ADDR="+addr,
+		"FSTORE_ALLOW_PRIVATE_URLS=true", "FSTORE_LOG_LEVEL=warn")
+}
+
+// startProcess starts bin with env and waits until GET addr+ready answers 200.
+func startProcess(ctx context.Context, bin, ready, addr string, env ...string) (*apiProcess, error) {
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	p := &apiProcess{cmd: cmd, base: "http://" + addr}
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		resp, err := http.Get(p.base + "/readyz")
+		resp, err := http.Get(p.base + ready)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -44,7 +66,7 @@ func startAPI(ctx context.Context, bin, dbURL string) (*apiProcess, error) {
 		}
 	}
 	p.stop()
-	return nil, fmt.Errorf("the API did not become ready at %s", p.base)
+	return nil, fmt.Errorf("%s did not become ready at %s", bin, p.base)
 }
 
 // peakRSS returns the process's peak resident memory (VmHWM) in MiB.

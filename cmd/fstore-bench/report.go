@@ -26,6 +26,7 @@ type report struct {
 	seedConsume1, seedConsume8 float64
 	emptyPoll                  latency
 	caughtUp                   int64
+	push                       pushFigures
 }
 
 const (
@@ -72,7 +73,14 @@ func (r report) table() string {
 	}
 	fmt.Fprintf(&b, "| an empty poll, %d caught-up partitions | p50 %s, p99 %s | | p50 ≤ 2 ms: %s |\n",
 		r.caughtUp, ms(r.emptyPoll.p50), ms(r.emptyPoll.p99), check(r.emptyPoll.p50 <= 2*time.Millisecond))
+	fmt.Fprintf(&b, "| pushes/s by the dispatcher to a local receiver answering 204, 1,000 partitions × 10 events of backlog | %.0f/s | | ≥ 3,000: %s |\n",
+		r.push.deliveries, check(r.push.deliveries >= 3000))
+	fmt.Fprintf(&b, "| append → push latency at 100 appends/s | p50 %s, p99 %s | | p50 ≤ 50 ms: %s, p99 ≤ 250 ms: %s |\n",
+		ms(r.push.latency.p50), ms(r.push.latency.p99), check(r.push.latency.p50 <= 50*time.Millisecond), check(r.push.latency.p99 <= 250*time.Millisecond))
+	fmt.Fprintf(&b, "| single-event HTTP appends/s while a view is pushed | %.0f/s | %s of the same with no view | ≥ 0.9×: %s |\n",
+		r.push.appendsWhile, ratio(r.push.appendsWhile, r.single), check(r.push.appendsWhile >= 0.9*r.single))
 	fmt.Fprintf(&b, "| peak RSS of the API over the whole run | %.0f MiB | | < 150 MB: %s |\n", r.apiRSS, check(r.apiRSS*1.048576 < 150))
+	fmt.Fprintf(&b, "| peak RSS of the dispatcher over its run | %.0f MiB | | < 200 MB: %s |\n", r.push.rss, check(r.push.rss*1.048576 < 200))
 	return b.String()
 }
 

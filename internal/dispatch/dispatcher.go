@@ -170,8 +170,13 @@ func (d *Dispatcher) rotate(views []store.PushView) []store.PushView {
 	return append(views[d.next:len(views):len(views)], views[:d.next]...)
 }
 
+// pushBatch is how many consecutive events of a partition one lease takes:
+// they are pushed one after the other and acked once, which saves a lease
+// and an ack per event.
+const pushBatch = 10
+
 // leaseAndPush leases as many partitions of v as there are free slots and
-// pushes their head events.
+// pushes their events.
 func (d *Dispatcher) leaseAndPush(ctx, pushCtx context.Context, v store.PushView, inFlight *sync.WaitGroup) {
 	free := cap(d.slots) - len(d.slots)
 	if free <= 0 || ctx.Err() != nil {
@@ -182,19 +187,20 @@ func (d *Dispatcher) leaseAndPush(ctx, pushCtx context.Context, v store.PushView
 		d.log.Error().Err(err).Str("view", v.View).Msg("view has no usable secret")
 		return
 	}
-	// The lease outlives the push (so no other dispatcher takes the
-	// partition while this one still waits for the receiver) and little
-	// more: after a crash its partitions are free again soon. The view's
-	// lock_timeout_s is for consumers that poll.
+	// The lease outlives a push (so no other dispatcher takes the partition
+	// while this one still waits for the receiver) and little more: after a
+	// crash its partitions are free again soon. The view's lock_timeout_s
+	// is for consumers that poll.
 	lease := 2 * d.cfg.AttemptTimeout
-	evs, err := d.st.LeaseEvents(ctx, v.View, store.LeaseRequest{Limit: min(free, 1000), MaxPerPartition: 1, LockTimeout: lease})
+	leasedAt := time.Now()
+	evs, err := d.st.LeaseEvents(ctx, v.View, store.LeaseRequest{Limit: min(free, 1000), MaxPerPartition: pushBatch, LockTimeout: lease})
 	if err != nil {
 		if ctx.Err() == nil {
 			d.log.Warn().Err(err).Str("view", v.View).Msg("leasing")
 		}
 		return
 	}
-	for _, e := range evs {
+	for _, batch := range byPartition(evs) {
 		d.slots <- struct{}{}
 		inFlight.Go(func() {
 			defer func() {
@@ -204,48 +210,102 @@ func (d *Dispatcher) leaseAndPush(ctx, pushCtx context.Context, v store.PushView
 				default:
 				}
 			}()
-			d.push(pushCtx, v, signer, e)
+			d.pushPartition(pushCtx, v, signer, batch, leasedAt.Add(lease))
 		})
 	}
 }
 
-// push delivers one event and settles its lease: ack on 2xx, a recorded
-// failure otherwise.
-func (d *Dispatcher) push(ctx context.Context, v store.PushView, signer *Signer, e store.LeasedEvent) {
-	log := d.log.With().Str("view", v.View).Str("decider", e.Decider).Str("decider_id", e.DeciderID).
-		Int64("offset", e.Offset).Logger()
-	start := time.Now()
-	status, retryAfter, err := d.send(ctx, v, signer, e.Event)
-	outcome := "ok"
-	switch {
-	case err == nil && status >= 200 && status < 300:
-		if _, ackErr := d.st.Ack(context.WithoutCancel(ctx), v.View, e.Decider, e.DeciderID, e.Offset, e.LeaseID); ackErr != nil {
-			outcome = "ack_failed" // delivered; it will be delivered again (at least once)
-			log.Warn().Err(ackErr).Msg("delivered, but the ack was refused")
+// byPartition groups leased events by partition, each group in offset order.
+func byPartition(evs []store.LeasedEvent) [][]store.LeasedEvent {
+	index := map[[2]string]int{}
+	var out [][]store.LeasedEvent
+	for _, e := range evs {
+		k := [2]string{e.Decider, e.DeciderID}
+		i, ok := index[k]
+		if !ok {
+			i = len(out)
+			index[k] = i
+			out = append(out, nil)
 		}
-	case ctx.Err() != nil:
-		outcome = "cancelled"
-		// Shutting down: give the partition back at once.
-		if _, nackErr := d.st.Nack(context.WithoutCancel(ctx), v.View, e.Decider, e.DeciderID, e.LeaseID, 0); nackErr != nil {
-			log.Warn().Err(nackErr).Msg("giving the lease back")
-		}
-	case status == http.StatusGone:
-		outcome = "gone"
-		log.Warn().Msg("receiver answered 410 Gone: push delivery disabled for the view")
-		bg := context.WithoutCancel(ctx)
-		_ = d.st.DisableDispatch(bg, v.View, "the receiver answered 410 Gone")
-		_, _ = d.st.Nack(bg, v.View, e.Decider, e.DeciderID, e.LeaseID, 0)
-	default:
-		outcome = d.fail(ctx, v, e, status, retryAfter, err, log)
+		out[i] = append(out[i], e)
 	}
-	if d.obs != nil {
-		d.obs.Attempt(v.View, outcome, time.Since(start))
+	return out
+}
+
+// pushPartition pushes a partition's leased events one after the other and
+// settles the lease once: an ack of the last one pushed, or a recorded
+// failure that also acks those pushed before it. It stops early rather
+// than push past the lease's end.
+func (d *Dispatcher) pushPartition(ctx context.Context, v store.PushView, signer *Signer, evs []store.LeasedEvent, leaseEnd time.Time) {
+	head := evs[0]
+	log := d.log.With().Str("view", v.View).Str("decider", head.Decider).Str("decider_id", head.DeciderID).Logger()
+	bg := context.WithoutCancel(ctx)
+	var pushed int64 // the last offset pushed successfully
+	for i, e := range evs {
+		if i > 0 && time.Until(leaseEnd) < d.cfg.AttemptTimeout {
+			break // the rest wait for the next lease
+		}
+		start := time.Now()
+		status, retryAfter, err := d.send(ctx, v, signer, e.Event)
+		outcome := "ok"
+		switch {
+		case err == nil && status >= 200 && status < 300:
+			pushed = e.Offset
+		case ctx.Err() != nil:
+			outcome = "cancelled"
+			d.giveBack(bg, v, head, pushed, log) // shutting down: free the partition at once
+		case status == http.StatusGone:
+			outcome = "gone"
+			log.Warn().Msg("receiver answered 410 Gone: push delivery disabled for the view")
+			_ = d.st.DisableDispatch(bg, v.View, "the receiver answered 410 Gone")
+			d.giveBack(bg, v, head, pushed, log)
+		default:
+			outcome = d.fail(bg, v, e, pushed, status, retryAfter, err, log)
+		}
+		d.observe(v.View, outcome, time.Since(start))
+		if outcome != "ok" {
+			return
+		}
+	}
+	if _, err := d.st.Ack(bg, v.View, head.Decider, head.DeciderID, pushed, head.LeaseID); err != nil {
+		// Delivered; the events will be pushed again (at least once).
+		d.observe(v.View, "ack_failed", 0)
+		logSettleError(log, err, "delivered, but the ack was refused")
 	}
 }
 
-// fail records a failed push and returns the outcome's name.
-func (d *Dispatcher) fail(ctx context.Context, v store.PushView, e store.LeasedEvent, status int, retryAfter time.Duration, err error, log zerolog.Logger) string {
-	bg := context.WithoutCancel(ctx)
+func (d *Dispatcher) observe(view, outcome string, dur time.Duration) {
+	if d.obs != nil {
+		d.obs.Attempt(view, outcome, dur)
+	}
+}
+
+// giveBack acks what was pushed, or releases the lease when nothing was.
+func (d *Dispatcher) giveBack(ctx context.Context, v store.PushView, head store.LeasedEvent, pushed int64, log zerolog.Logger) {
+	var err error
+	if pushed > 0 {
+		_, err = d.st.Ack(ctx, v.View, head.Decider, head.DeciderID, pushed, head.LeaseID)
+	} else {
+		_, err = d.st.Nack(ctx, v.View, head.Decider, head.DeciderID, head.LeaseID, 0)
+	}
+	if err != nil {
+		logSettleError(log, err, "giving the lease back")
+	}
+}
+
+// logSettleError logs a refused ack or nack; a view deleted meanwhile is
+// expected and only worth a debug line.
+func logSettleError(log zerolog.Logger, err error, msg string) {
+	if errors.Is(err, store.ErrNotFound) {
+		log.Debug().Err(err).Msg(msg)
+		return
+	}
+	log.Warn().Err(err).Msg(msg)
+}
+
+// fail records a failed push (acking the events pushed before it) and
+// returns the outcome's name.
+func (d *Dispatcher) fail(ctx context.Context, v store.PushView, e store.LeasedEvent, pushed int64, status int, retryAfter time.Duration, err error, log zerolog.Logger) string {
 	reason, outcome := fmt.Sprintf("HTTP %d", status), "http_error"
 	if err != nil {
 		reason, outcome = errorClass(err), "error"
@@ -253,17 +313,18 @@ func (d *Dispatcher) fail(ctx context.Context, v store.PushView, e store.LeasedE
 	delay := retryAfter
 	if delay == 0 {
 		attempts := 0
-		if p, perr := d.st.GetPartition(bg, v.View, e.Decider, e.DeciderID); perr == nil {
+		if p, perr := d.st.GetPartition(ctx, v.View, e.Decider, e.DeciderID); perr == nil {
 			attempts = p.Attempts
 		}
 		delay = d.cfg.Backoff.Delay(attempts + 1)
 	}
-	p, rerr := d.st.RecordFailure(bg, v.View, e.Decider, e.DeciderID, e.LeaseID, store.Failure{
-		Error: reason, Status: status, RetryAt: time.Now().Add(delay), MaxAttempts: d.cfg.MaxAttempts, MaxAge: d.cfg.MaxAge,
+	p, rerr := d.st.RecordFailure(ctx, v.View, e.Decider, e.DeciderID, e.LeaseID, store.Failure{
+		AckedOffset: pushed, Error: reason, Status: status, RetryAt: time.Now().Add(delay),
+		MaxAttempts: d.cfg.MaxAttempts, MaxAge: d.cfg.MaxAge,
 	})
 	switch {
 	case rerr != nil:
-		log.Warn().Err(rerr).Msg("recording a failed push")
+		logSettleError(log, rerr, "recording a failed push")
 	case p.Parked:
 		log.Error().Str("error", reason).Int("attempts", p.Attempts).Msg("partition parked: retry it with POST .../retry")
 		return "parked"

@@ -53,8 +53,11 @@ func (s *Store) PushViews(ctx context.Context) ([]PushView, error) {
 	return views, nil
 }
 
-// Failure is a failed push of a partition's head.
+// Failure is a failed push.
 type Failure struct {
+	// The last offset pushed successfully under the lease before the
+	// failure, acked with it; 0 when the first push failed.
+	AckedOffset int64
 	// What went wrong, for operators: "HTTP 500", "timeout", "connection refused"…
 	Error string
 	// The receiver's HTTP status; 0 when there was no answer.
@@ -75,8 +78,8 @@ func (s *Store) RecordFailure(ctx context.Context, view, decider, deciderID stri
 	if f.Status != 0 {
 		status = &f.Status
 	}
-	return s.settle(ctx, `SELECT `+partitionColumns+` FROM fstore_record_failure($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		view, decider, deciderID, pgUUID(&leaseID), f.Error, status, f.RetryAt, f.MaxAttempts, f.MaxAge)
+	return s.settle(ctx, `SELECT `+partitionColumns+` FROM fstore_record_failure($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		view, decider, deciderID, pgUUID(&leaseID), f.AckedOffset, f.Error, status, f.RetryAt, f.MaxAttempts, f.MaxAge)
 }
 
 // DisableDispatch stops push delivery of a view (its receiver answered 410

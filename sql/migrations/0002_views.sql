@@ -382,19 +382,22 @@ $$
 SELECT * FROM schedule_nack_event(v_view, v_decider, v_decider_id, v_lease_id, 0);
 $$;
 
--- Dispatcher: a push of the partition's head failed. Counts the attempt,
--- records why, releases the lease until v_retry_at, and parks the partition
--- once it has failed v_max_attempts times or for longer than v_max_age.
--- Fenced like ack_event: only the current lease may record.
+-- Dispatcher: a push failed. The events before it that this lease pushed
+-- are acked (v_acked_offset, 0 for none: an offset handed out in the lease),
+-- the attempt is counted and why recorded, the lease released until
+-- v_retry_at, and the partition parked once it has failed v_max_attempts
+-- times or for longer than v_max_age. Fenced like ack_event.
 CREATE FUNCTION fstore_record_failure(v_view TEXT, v_decider TEXT, v_decider_id TEXT, v_lease_id UUID,
-                                      v_error TEXT, v_status INT, v_retry_at TIMESTAMPTZ,
+                                      v_acked_offset BIGINT, v_error TEXT, v_status INT, v_retry_at TIMESTAMPTZ,
                                       v_max_attempts INT, v_max_age INTERVAL)
     RETURNS SETOF view_partitions
     LANGUAGE plpgsql AS
 $$
 BEGIN
     RETURN QUERY UPDATE view_partitions p
-        SET lease_id = NULL,
+        SET acked_offset = GREATEST(p.acked_offset, v_acked_offset),
+            head_offset = GREATEST(p.head_offset, v_acked_offset),
+            lease_id = NULL,
             leased_until = NULL,
             leased_to = NULL,
             attempts = p.attempts + 1,
@@ -408,6 +411,7 @@ BEGIN
           AND p.decider = v_decider
           AND p.decider_id = v_decider_id
           AND p.lease_id = v_lease_id
+          AND v_acked_offset <= p.leased_to
         RETURNING *;
     IF NOT FOUND THEN
         PERFORM fstore_refuse_settle(v_view, v_decider, v_decider_id, v_lease_id);
