@@ -37,6 +37,8 @@ type receiver struct {
 	overlaps int
 	answer   func(deciderID string, attempt int) (status int, retryAfter string)
 	delay    time.Duration
+	// The first attempt of these partitions takes this long.
+	slowFirst map[string]time.Duration
 }
 
 func newReceiver(t *testing.T) *receiver {
@@ -65,10 +67,18 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	r.attempts[ev.DeciderID] = append(r.attempts[ev.DeciderID], time.Now())
 	status, retryAfter := r.answer(ev.DeciderID, len(r.attempts[ev.DeciderID]))
+	delay := r.delay
+	if len(r.attempts[ev.DeciderID]) == 1 && r.slowFirst[ev.DeciderID] > 0 {
+		delay = r.slowFirst[ev.DeciderID]
+	}
 	r.mu.Unlock()
 	select { // a receiver's work, widening any overlap window
-	case <-time.After(r.delay):
+	case <-time.After(delay):
 	case <-req.Context().Done(): // the dispatcher gave up
+		r.mu.Lock()
+		r.inFlight[ev.DeciderID]--
+		r.mu.Unlock()
+		return
 	}
 	r.mu.Lock()
 	r.inFlight[ev.DeciderID]--
@@ -176,7 +186,8 @@ func TestPushesEveryEventInOrder(t *testing.T) {
 	assert.Zero(t, rcv.overlaps)
 }
 
-// A failing partition waits, in order; the others go on.
+// Failing partitions (500s, a 429 with Retry-After, a timeout) wait, in
+// order; the others go on.
 func TestFailingPartitionWaitsWhileOthersFlow(t *testing.T) {
 	t.Parallel()
 	rcv := newReceiver(t)
@@ -189,8 +200,11 @@ func TestFailingPartitionWaitsWhileOthersFlow(t *testing.T) {
 		}
 		return http.StatusNoContent, ""
 	}
+	rcv.slowFirst = map[string]time.Duration{"p2": 3 * time.Second} // longer than the attempt timeout
 	st, want := setup(t, rcv, 5, 4)
-	run(t, st, testConfig())
+	cfg := testConfig()
+	cfg.AttemptTimeout = time.Second
+	run(t, st, cfg)
 	waitFor(t, 30*time.Second, "every event pushed", func() bool { return rcv.acceptedCount() == 20 })
 	rcv.mu.Lock()
 	defer rcv.mu.Unlock()
@@ -198,6 +212,7 @@ func TestFailingPartitionWaitsWhileOthersFlow(t *testing.T) {
 	assert.Len(t, rcv.attempts["p0"], 4+3, "three failed attempts of its head, then the four events")
 	gap := rcv.attempts["p1"][1].Sub(rcv.attempts["p1"][0])
 	assert.GreaterOrEqual(t, gap, 900*time.Millisecond, "Retry-After: 1 honoured")
+	assert.Len(t, rcv.attempts["p2"], 4+1, "the timed-out push was retried")
 }
 
 func TestPartitionIsParkedThenRetried(t *testing.T) {
