@@ -36,8 +36,9 @@ lint: vet ## gofmt, go vet and staticcheck (pinned in go.mod)
 	$(GO) tool staticcheck $(PKGS)
 
 .PHONY: openapi
-openapi: ## Regenerate openapi/openapi.{json,yaml} from the swag annotations
+openapi: ## Regenerate openapi/openapi.{json,yaml} from the swag annotations, and the test client
 	$(GO) run ./openapi/gen
+	cd openapi/client && $(GO) tool oapi-codegen -config cfg.yaml -o client.gen.go ../openapi.yaml
 
 .PHONY: bench
 bench: ## Benchmarks on a throwaway PostgreSQL; writes docs/benchmarks.md

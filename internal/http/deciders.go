@@ -18,15 +18,15 @@ type registerEventTypeRequest struct {
 
 // eventTypeResponse is one registration.
 type eventTypeResponse struct {
-	Decider      string `json:"decider" example:"order"`
-	Event        string `json:"event" example:"order_placed"`
-	EventVersion int64  `json:"event_version" example:"1"`
-	Description  string `json:"description" example:"A customer placed an order"`
+	Decider      string `json:"decider" example:"order" binding:"required"`
+	Event        string `json:"event" example:"order_placed" binding:"required"`
+	EventVersion int64  `json:"event_version" example:"1" binding:"required"`
+	Description  string `json:"description" example:"A customer placed an order" binding:"required"`
 } //@name EventTypeRegistration
 
 // decidersResponse lists deciders.
 type decidersResponse struct {
-	Deciders []store.Decider `json:"deciders"`
+	Deciders []store.Decider `json:"deciders" binding:"required"`
 } //@name DeciderList
 
 // registerEventType godoc

@@ -70,15 +70,15 @@ type appendBatchRequest struct {
 
 // eventsResponse lists events, in input or offset order.
 type eventsResponse struct {
-	Events []store.Event `json:"events"`
+	Events []store.Event `json:"events" binding:"required"`
 } //@name EventList
 
 // eventsPage is one page of a read.
 type eventsPage struct {
-	Events []store.Event `json:"events"`
+	Events []store.Event `json:"events" binding:"required"`
 	// Pass as after to read the next page; null when this page reached the
 	// end of what can be read now (poll again later with the last offset seen).
-	NextAfter *int64 `json:"next_after" extensions:"x-nullable" example:"1042"`
+	NextAfter *int64 `json:"next_after" extensions:"x-nullable" example:"1042" format:"int64" binding:"required"`
 } //@name EventPage
 
 // toNewEvent validates one request event (its JSON path is prefix) and
@@ -231,7 +231,7 @@ func (s *Server) appendBatch(w http.ResponseWriter, r *http.Request) {
 //	@Produce		json
 //	@Param			decider		query		string	false	"Decider name"
 //	@Param			decider_id	query		string	false	"Stream key (needs decider)"
-//	@Param			after		query		integer	false	"Exclusive offset cursor"	minimum(0)	default(0)
+//	@Param			after		query		integer	false	"Exclusive offset cursor"	minimum(0)	default(0)	format(int64)
 //	@Param			limit		query		integer	false	"Page size"					minimum(1)	maximum(10000)	default(1000)
 //	@Success		200			{object}	eventsPage
 //	@Failure		400			{object}	Problem

@@ -15,7 +15,7 @@ import (
 
 // statusResponse is the body of /healthz and /readyz.
 type statusResponse struct {
-	Status string `json:"status" example:"ok"`
+	Status string `json:"status" example:"ok" binding:"required"`
 	// The database's schema version (/readyz only).
 	SchemaVersion int `json:"schema_version,omitempty" example:"1"`
 } //@name Status

@@ -18,10 +18,10 @@ const ProblemTypePrefix = "urn:fstore:problem:"
 // Problem is an RFC 9457 problem details body (application/problem+json).
 type Problem struct {
 	// A URI that names the kind of problem: urn:fstore:problem:<slug>.
-	Type   string `json:"type" example:"urn:fstore:problem:concurrency-conflict"`
-	Title  string `json:"title" example:"Concurrency conflict"`
-	Status int    `json:"status" example:"409"`
-	Detail string `json:"detail" example:"previous_id is not the stream's last event"`
+	Type   string `json:"type" example:"urn:fstore:problem:concurrency-conflict" binding:"required"`
+	Title  string `json:"title" example:"Concurrency conflict" binding:"required"`
+	Status int    `json:"status" example:"409" binding:"required"`
+	Detail string `json:"detail" example:"previous_id is not the stream's last event" binding:"required"`
 	// The request's id, as in the X-Request-Id response header and the logs.
 	RequestID string `json:"request_id,omitempty"`
 	// Validation errors, one per field.
@@ -40,8 +40,8 @@ type Problem struct {
 // FieldError is one invalid field of a request.
 type FieldError struct {
 	// The field's JSON path, e.g. "events[2].event_id", or a query parameter.
-	Field   string `json:"field" example:"event_id"`
-	Message string `json:"message" example:"must be a UUID"`
+	Field   string `json:"field" example:"event_id" binding:"required"`
+	Message string `json:"message" example:"must be a UUID" binding:"required"`
 } //@name FieldError
 
 // MarshalJSON writes last_event_id as null on a conflict with an empty stream.

@@ -38,7 +38,7 @@ type registerViewRequest struct {
 
 // viewList lists views.
 type viewList struct {
-	Views []store.View `json:"views"`
+	Views []store.View `json:"views" binding:"required"`
 } //@name ViewList
 
 // streamRequest is the body of POST /v1/views/{view}/stream (optional).
@@ -55,7 +55,7 @@ type streamRequest struct {
 
 // leasedEvents is a stream call's answer.
 type leasedEvents struct {
-	Events []store.LeasedEvent `json:"events"`
+	Events []store.LeasedEvent `json:"events" binding:"required"`
 } //@name LeasedEventList
 
 // ackRequest is the body of POST /v1/views/{view}/ack.
@@ -63,7 +63,7 @@ type ackRequest struct {
 	Decider   string `json:"decider" validate:"required,name" example:"order"`
 	DeciderID string `json:"decider_id" validate:"required,key" example:"order-1042"`
 	// Processed up to and including this offset, one handed out in the lease.
-	Offset  int64  `json:"offset" validate:"required,min=1" minimum:"1" example:"1042"`
+	Offset  int64  `json:"offset" validate:"required,min=1" minimum:"1" example:"1042" format:"int64"`
 	LeaseID string `json:"lease_id" validate:"required,uuid36" format:"uuid"`
 } //@name AckRequest
 

@@ -11,15 +11,15 @@ import (
 // EventType is one event a decider may publish, at one schema version.
 type EventType struct {
 	Decider      string `json:"-"`
-	Event        string `json:"event"`
-	EventVersion int64  `json:"event_version"`
-	Description  string `json:"description"`
+	Event        string `json:"event" binding:"required"`
+	EventVersion int64  `json:"event_version" binding:"required"`
+	Description  string `json:"description" binding:"required"`
 } //@name EventType
 
 // Decider is a decider with the event types registered for it.
 type Decider struct {
-	Decider string      `json:"decider"`
-	Events  []EventType `json:"events"`
+	Decider string      `json:"decider" binding:"required"`
+	Events  []EventType `json:"events" binding:"required"`
 } //@name Decider
 
 // RegisterEventType registers t. It returns created=false with the stored

@@ -15,20 +15,20 @@ import (
 // Event is one stored event. Its JSON form is the one the API returns and the
 // dispatcher posts: field names match the SQL columns.
 type Event struct {
-	Event        string          `json:"event" example:"order_placed"`
-	EventID      uuid.UUID       `json:"event_id" swaggertype:"string" format:"uuid" example:"5f0e1c3a-8d4b-4c2e-9f6a-1b2c3d4e5f60"`
-	EventVersion int64           `json:"event_version" example:"1"`
-	Decider      string          `json:"decider" example:"order"`
-	DeciderID    string          `json:"decider_id" example:"order-1042"`
-	Data         json.RawMessage `json:"data" swaggertype:"object"`
-	CommandID    uuid.UUID       `json:"command_id" swaggertype:"string" format:"uuid" example:"0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f"`
+	Event        string          `json:"event" example:"order_placed" binding:"required"`
+	EventID      uuid.UUID       `json:"event_id" swaggertype:"string" format:"uuid" example:"5f0e1c3a-8d4b-4c2e-9f6a-1b2c3d4e5f60" binding:"required"`
+	EventVersion int64           `json:"event_version" example:"1" binding:"required"`
+	Decider      string          `json:"decider" example:"order" binding:"required"`
+	DeciderID    string          `json:"decider_id" example:"order-1042" binding:"required"`
+	Data         json.RawMessage `json:"data" swaggertype:"object" binding:"required"`
+	CommandID    uuid.UUID       `json:"command_id" swaggertype:"string" format:"uuid" example:"0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f" binding:"required"`
 	// null for a stream's first event.
-	PreviousID *uuid.UUID `json:"previous_id" swaggertype:"string" format:"uuid" extensions:"x-nullable"`
+	PreviousID *uuid.UUID `json:"previous_id" swaggertype:"string" format:"uuid" extensions:"x-nullable" binding:"required"`
 	// true when the event closed its stream.
-	Final     bool      `json:"final"`
-	CreatedAt time.Time `json:"created_at" format:"date-time"`
+	Final     bool      `json:"final" binding:"required"`
+	CreatedAt time.Time `json:"created_at" format:"date-time" binding:"required"`
 	// The event's position in the whole log: increasing, with gaps.
-	Offset int64 `json:"offset" example:"1042"`
+	Offset int64 `json:"offset" example:"1042" format:"int64" binding:"required"`
 } //@name Event
 
 // NewEvent is an event to append. PreviousID is nil for a stream's first

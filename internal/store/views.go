@@ -13,15 +13,15 @@ import (
 
 // View is a named consumer group over the log.
 type View struct {
-	View string `json:"view" example:"order-summaries"`
+	View string `json:"view" example:"order-summaries" binding:"required"`
 	// Events created from this time on are delivered.
-	StartAt time.Time `json:"start_at" format:"date-time"`
+	StartAt time.Time `json:"start_at" format:"date-time" binding:"required"`
 	// How long a lease lasts unless a stream call asks otherwise.
-	LockTimeoutS int64 `json:"lock_timeout_s" example:"300"`
+	LockTimeoutS int64 `json:"lock_timeout_s" example:"300" binding:"required"`
 	// How often the dispatcher polls when it hears of no new events (null: its default).
-	PoolingDelayS *int64 `json:"pooling_delay_s" extensions:"x-nullable"`
+	PoolingDelayS *int64 `json:"pooling_delay_s" extensions:"x-nullable" binding:"required"`
 	// Where the dispatcher pushes events; null for a view its consumers poll.
-	EdgeFunctionURL *string `json:"edge_function_url" extensions:"x-nullable"`
+	EdgeFunctionURL *string `json:"edge_function_url" extensions:"x-nullable" binding:"required"`
 	// When and why push delivery was disabled (the receiver answered 410
 	// Gone); registering the view again enables it.
 	DispatchDisabledAt     *time.Time `json:"dispatch_disabled_at,omitempty" format:"date-time"`
@@ -29,33 +29,33 @@ type View struct {
 	// The webhook signing secret (whsec_…): only in the answer to a
 	// registration of a view with an edge_function_url.
 	Secret    *string    `json:"secret,omitempty" example:"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"`
-	CreatedAt time.Time  `json:"created_at" format:"date-time"`
-	UpdatedAt time.Time  `json:"updated_at" format:"date-time"`
-	Status    ViewStatus `json:"status"`
+	CreatedAt time.Time  `json:"created_at" format:"date-time" binding:"required"`
+	UpdatedAt time.Time  `json:"updated_at" format:"date-time" binding:"required"`
+	Status    ViewStatus `json:"status" binding:"required"`
 } //@name View
 
 // ViewStatus is how far a view's consumers are behind.
 type ViewStatus struct {
 	// Streams the view has seen events of.
-	Partitions int64 `json:"partitions"`
+	Partitions int64 `json:"partitions" format:"int64" binding:"required"`
 	// Partitions with events not yet acked.
-	PartitionsBehind int64 `json:"partitions_behind"`
+	PartitionsBehind int64 `json:"partitions_behind" format:"int64" binding:"required"`
 	// Events not yet acked, over all partitions (the lag).
-	EventsPending int64 `json:"events_pending"`
+	EventsPending int64 `json:"events_pending" format:"int64" binding:"required"`
 	// Partitions leased to a consumer now.
-	PartitionsLeased int64 `json:"partitions_leased"`
+	PartitionsLeased int64 `json:"partitions_leased" format:"int64" binding:"required"`
 	// Partitions parked after repeated delivery failures.
-	PartitionsParked int64 `json:"partitions_parked"`
+	PartitionsParked int64 `json:"partitions_parked" format:"int64" binding:"required"`
 	// The most recent delivery error, if any.
-	LastError *PartitionError `json:"last_error" extensions:"x-nullable"`
+	LastError *PartitionError `json:"last_error" extensions:"x-nullable" binding:"required"`
 } //@name ViewStatus
 
 // PartitionError is a partition's last delivery error.
 type PartitionError struct {
-	Decider   string    `json:"decider"`
-	DeciderID string    `json:"decider_id"`
-	Error     string    `json:"error"`
-	At        time.Time `json:"at" format:"date-time"`
+	Decider   string    `json:"decider" binding:"required"`
+	DeciderID string    `json:"decider_id" binding:"required"`
+	Error     string    `json:"error" binding:"required"`
+	At        time.Time `json:"at" format:"date-time" binding:"required"`
 } //@name PartitionError
 
 // ViewRegistration registers or updates a view.
@@ -74,29 +74,29 @@ type ViewRegistration struct {
 
 // Partition is one stream's progress in a view.
 type Partition struct {
-	View      string `json:"view"`
-	Decider   string `json:"decider"`
-	DeciderID string `json:"decider_id"`
+	View      string `json:"view" binding:"required"`
+	Decider   string `json:"decider" binding:"required"`
+	DeciderID string `json:"decider_id" binding:"required"`
 	// Processed up to and including this offset.
-	AckedOffset int64 `json:"acked_offset"`
+	AckedOffset int64 `json:"acked_offset" format:"int64" binding:"required"`
 	// The stream's newest offset the view has seen.
-	HeadOffset  int64      `json:"head_offset"`
-	LeaseID     *uuid.UUID `json:"lease_id" swaggertype:"string" format:"uuid" extensions:"x-nullable"`
-	LeasedUntil *time.Time `json:"leased_until" format:"date-time" extensions:"x-nullable"`
+	HeadOffset  int64      `json:"head_offset" format:"int64" binding:"required"`
+	LeaseID     *uuid.UUID `json:"lease_id" swaggertype:"string" format:"uuid" extensions:"x-nullable" binding:"required"`
+	LeasedUntil *time.Time `json:"leased_until" format:"date-time" extensions:"x-nullable" binding:"required"`
 	// Not leased again before this time (a nack with a delay).
-	RetryAt   *time.Time `json:"retry_at" format:"date-time" extensions:"x-nullable"`
-	Attempts  int        `json:"attempts"`
-	Parked    bool       `json:"parked"`
-	LastError *string    `json:"last_error" extensions:"x-nullable"`
+	RetryAt   *time.Time `json:"retry_at" format:"date-time" extensions:"x-nullable" binding:"required"`
+	Attempts  int        `json:"attempts" binding:"required"`
+	Parked    bool       `json:"parked" binding:"required"`
+	LastError *string    `json:"last_error" extensions:"x-nullable" binding:"required"`
 	// The HTTP status of the last failed push; null when there was no answer.
-	LastStatus *int `json:"last_status" extensions:"x-nullable"`
+	LastStatus *int `json:"last_status" extensions:"x-nullable" binding:"required"`
 } //@name Partition
 
 // LeasedEvent is an event handed out in a lease.
 type LeasedEvent struct {
 	Event
 	// The partition's lease: present it to ack or nack.
-	LeaseID uuid.UUID `json:"lease_id" swaggertype:"string" format:"uuid"`
+	LeaseID uuid.UUID `json:"lease_id" swaggertype:"string" format:"uuid" binding:"required"`
 } //@name LeasedEvent
 
 // LeaseRequest asks for work.

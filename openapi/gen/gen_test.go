@@ -2,6 +2,8 @@ package main
 
 import (
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -34,4 +36,20 @@ func TestCommittedDocumentIsCurrent(t *testing.T) {
 	conflict := doc.Paths.Value("/v1/events").Post.Responses.Status(409)
 	require.NotNil(t, conflict)
 	assert.NotNil(t, conflict.Value.Content.Get("application/problem+json"), "errors are problem+json")
+}
+
+// The committed test client must be what oapi-codegen makes of the
+// committed document.
+func TestCommittedClientIsCurrent(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "client.gen.go")
+	cmd := exec.Command("go", "tool", "oapi-codegen", "-config", "../client/cfg.yaml", "-o", out, "../openapi.yaml")
+	cmd.Stderr = os.Stderr
+	require.NoError(t, cmd.Run())
+	fresh, err := os.ReadFile(out)
+	require.NoError(t, err)
+	committed, err := os.ReadFile("../client/client.gen.go")
+	require.NoError(t, err)
+	if string(fresh) != string(committed) {
+		t.Fatal("openapi/client/client.gen.go is stale: run 'make openapi' and commit the result")
+	}
 }

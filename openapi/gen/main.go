@@ -94,6 +94,7 @@ func polish(doc *openapi3.T) {
 	doc.Servers = openapi3.Servers{{URL: "/", Description: "this server"}}
 	for _, ref := range doc.Components.Schemas {
 		fixNullable(ref)
+		anyData(ref)
 	}
 	for _, item := range doc.Paths.Map() {
 		for _, op := range item.Operations() {
@@ -118,6 +119,17 @@ func fixNullable(ref *openapi3.SchemaRef) {
 				delete(p.Value.Extensions, "x-nullable")
 			}
 		}
+	}
+}
+
+// anyData says what an event's data is: any JSON value but null (swag can
+// only say object).
+func anyData(ref *openapi3.SchemaRef) {
+	if ref == nil || ref.Value == nil {
+		return
+	}
+	if d, ok := ref.Value.Properties["data"]; ok && d.Value != nil {
+		d.Value = &openapi3.Schema{Description: "The payload: any JSON value but null."}
 	}
 }
 
