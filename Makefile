@@ -25,6 +25,7 @@ test: vet ## Vet, the race-enabled tests on a throwaway PostgreSQL, and the gene
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 	scripts/pg.sh temp $(GO) test -race -count=1 $(PKGS)
+	@$(MAKE) --no-print-directory sdk-check
 
 .PHONY: vet
 vet: ## go vet
@@ -36,9 +37,18 @@ lint: vet ## gofmt, go vet and staticcheck (pinned in go.mod)
 	$(GO) tool staticcheck $(PKGS)
 
 .PHONY: openapi
-openapi: ## Regenerate openapi/openapi.{json,yaml} from the swag annotations, and the test client
+openapi: ## Regenerate openapi/openapi.{json,yaml} from the swag annotations, and the Go and TypeScript clients
 	$(GO) run ./openapi/gen
 	cd openapi/client && $(GO) tool oapi-codegen -config cfg.yaml -o client.gen.go ../openapi.yaml
+	cd sdk/typescript && npm ci --no-audit --no-fund --loglevel=error && npx openapi-typescript ../../openapi/openapi.yaml -o fstore.d.ts
+
+.PHONY: sdk-check
+sdk-check: ## Type-check a TypeScript client generated from the OpenAPI document (needs Node.js and npm)
+	@command -v npm >/dev/null || { echo "sdk-check needs Node.js and npm (e.g. apt-get install nodejs npm)"; exit 1; }
+	cd sdk/typescript && npm ci --no-audit --no-fund --loglevel=error \
+	  && npx openapi-typescript ../../openapi/openapi.yaml -o fstore.d.ts >/dev/null \
+	  && git diff --exit-code -- fstore.d.ts \
+	  && npx tsc --noEmit && echo "sdk-check: TypeScript client type-checks"
 
 .PHONY: bench
 bench: ## Benchmarks on a throwaway PostgreSQL; writes docs/benchmarks.md

@@ -1,0 +1,58 @@
+// The calls of the Go client scenario, typed by the generated fstore.d.ts:
+// tsc fails if the document cannot express them.
+import createClient from "openapi-fetch";
+import type { components, paths } from "./fstore";
+
+type Event = components["schemas"]["Event"];
+type Problem = components["schemas"]["Problem"];
+
+export async function scenario(baseUrl: string): Promise<void> {
+  const api = createClient<paths>({ baseUrl });
+
+  await api.POST("/v1/deciders/{decider}/events", {
+    params: { path: { decider: "order" } },
+    body: { event: "placed", description: "an order was placed" },
+  });
+
+  const first = crypto.randomUUID();
+  const appended = await api.POST("/v1/events", {
+    body: {
+      event: "placed", event_id: first, decider: "order", decider_id: "o-1",
+      data: { total: 42 }, command_id: crypto.randomUUID(), previous_id: null,
+    },
+  });
+  const stored: Event | undefined = appended.data;
+  console.log("appended at offset", stored?.offset);
+
+  const conflict = await api.POST("/v1/events", {
+    body: {
+      event: "placed", event_id: crypto.randomUUID(), decider: "order", decider_id: "o-1",
+      data: {}, command_id: crypto.randomUUID(), previous_id: null,
+    },
+  });
+  const problem: Problem | undefined = conflict.error;
+  if (problem?.type === "urn:fstore:problem:concurrency-conflict") {
+    console.log("re-read from", problem.last_event_id);
+  }
+
+  let after: number | undefined;
+  for (;;) {
+    const page = await api.GET("/v1/events", { params: { query: { after, limit: 100 } } });
+    if (!page.data || page.data.next_after === null) break;
+    after = page.data.next_after;
+  }
+
+  await api.PUT("/v1/views/{view}", { params: { path: { view: "orders" } }, body: { lock_timeout_s: 30 } });
+  const leased = await api.POST("/v1/views/{view}/stream", {
+    params: { path: { view: "orders" } },
+    body: { limit: 10, max_per_partition: 10, wait_s: 5 },
+  });
+  for (const e of leased.data?.events ?? []) {
+    await api.POST("/v1/views/{view}/ack", {
+      params: { path: { view: "orders" } },
+      body: { decider: e.decider, decider_id: e.decider_id, offset: e.offset, lease_id: e.lease_id },
+    });
+  }
+  const status = await api.GET("/v1/views/{view}", { params: { path: { view: "orders" } } });
+  console.log("events pending", status.data?.status.events_pending);
+}
