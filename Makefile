@@ -54,6 +54,10 @@ sdk-check: ## Type-check a TypeScript client generated from the OpenAPI document
 bench: ## Benchmarks on a throwaway PostgreSQL; writes docs/benchmarks.md
 	scripts/bench.sh
 
+.PHONY: e2e
+e2e: ## Check /docs in headless Chromium (installed with apt when missing); saves docs/swagger-ui.png
+	scripts/e2e.sh
+
 .PHONY: pg-stop
 pg-stop: ## Stop the private PostgreSQL of 'make run' (its data stays in .fstore/pg)
 	scripts/pg.sh stop $(PG_DIR)

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# e2e.sh: 'make e2e'. Loads /docs in Debian's headless Chromium against a real
+# API on a throwaway PostgreSQL: Swagger UI must list the operations, a "Try
+# it out" call must succeed, nothing may be fetched from elsewhere (the docs
+# work offline), and docs/swagger-ui.png is saved.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+if [ ! -x "$CHROMIUM" ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "e2e: installing Chromium with apt-get" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >&2
+  else
+    echo "e2e: needs Chromium (apt-get install chromium), or CHROMIUM=/path/to/chromium" >&2
+    exit 1
+  fi
+fi
+command -v npm >/dev/null || { echo "e2e: needs Node.js and npm" >&2; exit 1; }
+go build -o bin/fstore-api ./cmd/api
+(cd e2e && npm ci --no-audit --no-fund --loglevel=error)
+export CHROMIUM
+
+run_check() {
+  local port addr api
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  addr=127.0.0.1:$port
+  FSTORE_ADDR=$addr FSTORE_LOG_LEVEL=warn bin/fstore-api &
+  api=$!
+  trap 'kill $api 2>/dev/null; wait $api 2>/dev/null' RETURN
+  for _ in $(seq 1 100); do curl -fs "http://$addr/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  (cd e2e && API="http://$addr" node docs.mjs)
+}
+export -f run_check
+scripts/pg.sh temp bash -c run_check
