@@ -51,9 +51,14 @@ func (c *config) validate() error {
 	var errs []error
 	keys := c.APIKeys[:0]
 	for _, k := range c.APIKeys {
-		if k != "" {
-			keys = append(keys, k)
+		if k == "" {
+			continue
 		}
+		if k == "ro:" {
+			errs = append(errs, errors.New(`FSTORE_API_KEYS: "ro:" needs a key after it`))
+			continue
+		}
+		keys = append(keys, k)
 	}
 	c.APIKeys = keys
 	host, port, err := net.SplitHostPort(c.Addr)

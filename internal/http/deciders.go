@@ -45,6 +45,7 @@ type decidersResponse struct {
 //	@Failure		409		{object}	Problem	"Registered with another description (registration-conflict)"
 //	@Failure		413		{object}	Problem	"Body larger than FSTORE_MAX_BODY_BYTES"
 //	@Failure		415		{object}	Problem	"Body is not application/json"
+//	@Failure		403		{object}	Problem	"The API key is read-only"
 //	@Failure		401		{object}	Problem	"Missing or invalid API key (when the server has FSTORE_API_KEYS)"
 //	@Failure		503		{object}	Problem	"Database unavailable"
 //	@Security		bearer

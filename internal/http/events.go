@@ -128,6 +128,7 @@ func (req appendEventRequest) toNewEvent(prefix string) (store.NewEvent, []Field
 //	@Failure		413		{object}	Problem
 //	@Failure		422		{object}	Problem	"The event type is not registered for the decider and version"
 //	@Failure		415		{object}	Problem	"Body is not application/json"
+//	@Failure		403		{object}	Problem	"The API key is read-only"
 //	@Failure		401		{object}	Problem	"Missing or invalid API key (when the server has FSTORE_API_KEYS)"
 //	@Failure		503		{object}	Problem	"Database unavailable"
 //	@Security		bearer
@@ -172,6 +173,7 @@ func (s *Server) appendEvent(w http.ResponseWriter, r *http.Request) {
 //	@Failure		413		{object}	Problem
 //	@Failure		422		{object}	Problem	"An event type is not registered, with index"
 //	@Failure		415		{object}	Problem	"Body is not application/json"
+//	@Failure		403		{object}	Problem	"The API key is read-only"
 //	@Failure		401		{object}	Problem	"Missing or invalid API key (when the server has FSTORE_API_KEYS)"
 //	@Failure		503		{object}	Problem	"Database unavailable"
 //	@Security		bearer

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
@@ -46,32 +47,68 @@ func recoverer(next http.Handler) http.Handler {
 	})
 }
 
+// ReadOnlyPrefix marks a read-only key in FSTORE_API_KEYS: "ro:<key>".
+const ReadOnlyPrefix = "ro:"
+
+type accessKey struct{}
+
 // bearerAuth requires "Authorization: Bearer <key>" with one of keys; with
-// no keys it lets everything through. Keys are compared by their SHA-256 in
+// no keys it lets everything through. A key given as "ro:<key>" is
+// read-only: requireWrite refuses it. Keys are compared by their SHA-256 in
 // constant time, so neither a key's content nor its length leaks by timing.
 func bearerAuth(keys []string) func(http.Handler) http.Handler {
-	sums := make([][32]byte, 0, len(keys))
+	type entry struct {
+		sum      [32]byte
+		readOnly bool
+	}
+	entries := make([]entry, 0, len(keys))
 	for _, k := range keys {
-		sums = append(sums, sha256.Sum256([]byte(k)))
+		key, ro := strings.CutPrefix(k, ReadOnlyPrefix)
+		entries = append(entries, entry{sha256.Sum256([]byte(key)), ro})
 	}
 	return func(next http.Handler) http.Handler {
-		if len(sums) == 0 {
+		if len(entries) == 0 {
 			return next
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 			given := sha256.Sum256([]byte(strings.TrimSpace(key)))
-			ok := 0
-			for _, sum := range sums {
-				ok |= subtle.ConstantTimeCompare(given[:], sum[:])
+			match, readOnly := 0, 1
+			for _, e := range entries {
+				eq := subtle.ConstantTimeCompare(given[:], e.sum[:])
+				match |= eq
+				// Read-only unless a matching key is read-write.
+				readOnly &= subtle.ConstantTimeSelect(eq, boolInt(e.readOnly), 1)
 			}
-			if !strings.EqualFold(scheme, "Bearer") || ok != 1 {
+			if !strings.EqualFold(scheme, "Bearer") || match != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="fstore"`)
 				writeProblem(w, r, newProblem(http.StatusUnauthorized, "unauthorized", "Unauthorized",
 					"send Authorization: Bearer <key> with a valid API key"))
 				return
 			}
+			if readOnly == 1 {
+				r = r.WithContext(context.WithValue(r.Context(), accessKey{}, "read-only"))
+			}
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// requireWrite refuses requests made with a read-only key.
+func requireWrite(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Context().Value(accessKey{}) == "read-only" {
+			writeProblem(w, r, newProblem(http.StatusForbidden, "forbidden", "Forbidden",
+				"this API key is read-only: it may read and consume, not append or register"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

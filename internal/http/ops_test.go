@@ -75,3 +75,29 @@ func TestProblemIsJSON(t *testing.T) {
 	assert.NotEmpty(t, p["request_id"])
 	assert.Equal(t, []any{map[string]any{"field": "limit", "message": "must be an integer from 1 to 10000"}}, p["errors"])
 }
+
+// A read-only key reads and consumes but may not append or register.
+func TestReadOnlyKeys(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, httpapi.Options{APIKeys: []string{"writer", "ro:reader"}})
+	a.register("order", "created")
+	require.Equal(t, 201, a.do("PUT", "/v1/views/orders", map[string]any{}).Status)
+	a.appendOK(event("order", "o-1", ""))
+
+	a.key = "reader"
+	for _, get := range []string{"/v1/deciders", "/v1/events", "/v1/views", "/v1/views/orders"} {
+		assert.Equal(t, 200, a.do("GET", get, nil).Status, get)
+	}
+	assert.Equal(t, 200, a.do("POST", "/v1/views/orders/stream", nil).Status, "consuming is reading")
+	for name, call := range map[string][2]string{
+		"register": {"POST", "/v1/deciders/order/events"}, "append": {"POST", "/v1/events"},
+		"batch": {"POST", "/v1/events/batch"}, "view": {"PUT", "/v1/views/other"},
+		"delete": {"DELETE", "/v1/views/orders"}, "retry": {"POST", "/v1/views/orders/partitions/order/o-1/retry"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			requireProblem(t, a.do(call[0], call[1], map[string]any{}), 403, "forbidden")
+		})
+	}
+	a.key = "ro:reader"
+	requireProblem(t, a.do("GET", "/v1/events", nil), 401, "unauthorized")
+}

@@ -53,7 +53,8 @@ var _ Store = (*store.Store)(nil)
 type Options struct {
 	// Logger receives access logs and internal errors. Default: a no-op logger.
 	Logger zerolog.Logger
-	// APIKeys, when not empty, are the bearer keys every /v1 route requires.
+	// APIKeys, when not empty, are the bearer keys every /v1 route requires;
+	// "ro:<key>" is a read-only key (reads and consumes, no appends or registrations).
 	APIKeys []string
 	// MaxBodyBytes bounds request bodies. Default: DefaultMaxBodyBytes.
 	MaxBodyBytes int64
@@ -117,24 +118,28 @@ func (s *Server) Handler() http.Handler {
 
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(bearerAuth(s.opts.APIKeys))
-		r.Post("/deciders/{decider}/events", s.registerEventType)
+		// Reading and consuming: any key.
 		r.Get("/deciders", s.listDeciders)
 		r.Get("/deciders/{decider}", s.getDecider)
-
-		r.Post("/events", s.appendEvent)
-		r.Post("/events/batch", s.appendBatch)
 		r.Get("/events", s.readEvents)
 		r.Get("/events/last", s.lastEvent)
 		r.Get("/events/{event_id}", s.getEvent)
-
-		r.Put("/views/{view}", s.registerView)
 		r.Get("/views", s.listViews)
 		r.Get("/views/{view}", s.getView)
-		r.Delete("/views/{view}", s.deleteView)
 		r.Post("/views/{view}/stream", s.streamEvents)
 		r.Post("/views/{view}/ack", s.ackEvent)
 		r.Post("/views/{view}/nack", s.nackEvent)
-		r.Post("/views/{view}/partitions/{decider}/{decider_id}/retry", s.retryPartition)
+
+		// Appending and registering: read-write keys only.
+		r.Group(func(r chi.Router) {
+			r.Use(requireWrite)
+			r.Post("/deciders/{decider}/events", s.registerEventType)
+			r.Post("/events", s.appendEvent)
+			r.Post("/events/batch", s.appendBatch)
+			r.Put("/views/{view}", s.registerView)
+			r.Delete("/views/{view}", s.deleteView)
+			r.Post("/views/{view}/partitions/{decider}/{decider_id}/retry", s.retryPartition)
+		})
 	})
 	return r
 }

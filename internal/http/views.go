@@ -91,6 +91,7 @@ type nackRequest struct {
 //	@Failure		400		{object}	Problem
 //	@Failure		413		{object}	Problem	"Body larger than FSTORE_MAX_BODY_BYTES"
 //	@Failure		415		{object}	Problem	"Body is not application/json"
+//	@Failure		403		{object}	Problem	"The API key is read-only"
 //	@Failure		401		{object}	Problem	"Missing or invalid API key (when the server has FSTORE_API_KEYS)"
 //	@Failure		503		{object}	Problem	"Database unavailable"
 //	@Security		bearer
@@ -207,6 +208,7 @@ func (s *Server) getView(w http.ResponseWriter, r *http.Request) {
 //	@Success	204
 //	@Failure	400	{object}	Problem
 //	@Failure	404	{object}	Problem
+//	@Failure	403	{object}	Problem	"The API key is read-only"
 //	@Failure	401	{object}	Problem	"Missing or invalid API key (when the server has FSTORE_API_KEYS)"
 //	@Failure	503	{object}	Problem	"Database unavailable"
 //	@Security	bearer
@@ -408,6 +410,7 @@ func (s *Server) nackEvent(w http.ResponseWriter, r *http.Request) {
 //	@Success	200			{object}	store.Partition
 //	@Failure	400			{object}	Problem
 //	@Failure	404			{object}	Problem	"Unknown view or partition"
+//	@Failure	403			{object}	Problem	"The API key is read-only"
 //	@Failure	401			{object}	Problem	"Missing or invalid API key (when the server has FSTORE_API_KEYS)"
 //	@Failure	503			{object}	Problem	"Database unavailable"
 //	@Security	bearer

@@ -936,6 +936,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The API key is read-only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Registered with another description (registration-conflict) */
             409: {
                 headers: {
@@ -1073,6 +1082,15 @@ export interface operations {
             };
             /** @description Missing or invalid API key (when the server has FSTORE_API_KEYS) */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The API key is read-only */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1229,6 +1247,15 @@ export interface operations {
             };
             /** @description Missing or invalid API key (when the server has FSTORE_API_KEYS) */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The API key is read-only */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1494,6 +1521,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The API key is read-only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Body larger than FSTORE_MAX_BODY_BYTES */
             413: {
                 headers: {
@@ -1553,6 +1589,15 @@ export interface operations {
             };
             /** @description Missing or invalid API key (when the server has FSTORE_API_KEYS) */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The API key is read-only */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1798,6 +1843,15 @@ export interface operations {
             };
             /** @description Missing or invalid API key (when the server has FSTORE_API_KEYS) */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The API key is read-only */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
