@@ -21,11 +21,15 @@ run: build ## Start the API and the dispatcher (and a private PostgreSQL in .fst
 	@scripts/run.sh
 
 .PHONY: test
-test: vet ## Vet, the race-enabled tests on a throwaway PostgreSQL, and the generated-files check
+test: vet ## Vet, the race-enabled tests and a short fuzz run on a throwaway PostgreSQL, the generated-files checks
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
-	scripts/pg.sh temp $(GO) test -race -count=1 $(PKGS)
+	scripts/pg.sh temp bash -c '$(GO) test -race -count=1 $(PKGS) && FUZZTIME=3s scripts/fuzz.sh'
 	@$(MAKE) --no-print-directory sdk-check
+
+.PHONY: fuzz
+fuzz: ## Fuzz the request decoders longer (FUZZTIME per target, default 60s)
+	scripts/pg.sh temp env FUZZTIME=$${FUZZTIME:-60s} scripts/fuzz.sh
 
 .PHONY: vet
 vet: ## go vet
