@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// PostgreSQL stops and starts again while 8 clients append: the API answers
+// 503 problem+json meanwhile (no hang, no crash, no other 5xx), recovers by
+// itself, and every append that got a 2xx is readable afterwards.
+func TestDatabaseRestartUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process-level fault test")
+	}
+	// A private cluster of our own, so that the test may stop it.
+	dir, err := os.MkdirTemp("", "fstore-fault-pg")
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(dir, 0o755))
+	t.Cleanup(func() { _ = exec.Command("../../scripts/pg.sh", "stop", dir).Run(); _ = os.RemoveAll(dir) })
+	port := freePort(t)
+	pg := func(args ...string) string {
+		out, err := exec.Command("../../scripts/pg.sh", args...).Output()
+		require.NoError(t, err, "pg.sh %v", args)
+		return strings.TrimSpace(string(out))
+	}
+	dbURL := pg("start", dir, port)
+
+	bin := filepath.Join(t.TempDir(), "fstore-api")
+	require.NoError(t, exec.Command("go", "build", "-o", bin, ".").Run())
+	addr := "127.0.0.1:" + freePort(t)
+	api := exec.Command(bin)
+	api.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "FSTORE_ADDR="+addr, "FSTORE_LOG_LEVEL=error")
+	api.Stderr = os.Stderr
+	require.NoError(t, api.Start())
+	t.Cleanup(func() { _ = api.Process.Kill(); _ = api.Wait() })
+	base := "http://" + addr
+	client := &http.Client{Timeout: 10 * time.Second} // a hang fails the test
+	waitReady(t, client, base)
+	post(t, client, base+"/v1/deciders/order/events", `{"event":"created"}`)
+
+	var (
+		mu       sync.Mutex
+		accepted []string
+		statuses = map[int]int{}
+		stop     atomic.Bool
+		wg       sync.WaitGroup
+	)
+	for w := range 8 {
+		wg.Go(func() {
+			for i := 0; !stop.Load(); i++ {
+				id := uuid.NewString()
+				body := fmt.Sprintf(`{"event":"created","event_id":%q,"decider":"order","decider_id":"w%d-%d","data":{},"command_id":%q,"previous_id":null}`,
+					id, w, i, id)
+				resp, err := client.Post(base+"/v1/events", "application/json", strings.NewReader(body))
+				if err != nil {
+					t.Errorf("append: %v (the API must answer, not hang or drop)", err)
+					return
+				}
+				ct := resp.Header.Get("Content-Type")
+				resp.Body.Close()
+				mu.Lock()
+				statuses[resp.StatusCode]++
+				if resp.StatusCode == http.StatusCreated {
+					accepted = append(accepted, id)
+				}
+				mu.Unlock()
+				switch {
+				case resp.StatusCode == http.StatusServiceUnavailable:
+					assert.Equal(t, "application/problem+json", ct)
+					time.Sleep(50 * time.Millisecond) // a client backing off as Retry-After asks
+				case resp.StatusCode >= 500:
+					t.Errorf("status %d during the outage", resp.StatusCode)
+				}
+			}
+		})
+	}
+	time.Sleep(time.Second) // load before the outage
+	pg("stop", dir)
+	time.Sleep(2 * time.Second) // the outage
+	pg("start", dir, port)
+	waitReady(t, client, base)
+	time.Sleep(time.Second) // load after recovery
+	stop.Store(true)
+	wg.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("statuses %v; %d appends accepted", statuses, len(accepted))
+	assert.Positive(t, statuses[http.StatusServiceUnavailable], "the outage was seen")
+	assert.Positive(t, statuses[http.StatusCreated], "appends went through")
+	missing := 0
+	for _, id := range accepted {
+		resp, err := client.Get(base + "/v1/events/" + id)
+		require.NoError(t, err)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			missing++
+		}
+	}
+	assert.Zero(t, missing, "every append answered 201 is readable")
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+func waitReady(t *testing.T, c *http.Client, base string) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := c.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		require.True(t, time.Now().Before(deadline), "the API did not become ready")
+	}
+}
+
+func post(t *testing.T, c *http.Client, url, body string) {
+	t.Helper()
+	resp, err := c.Post(url, "application/json", bytes.NewReader([]byte(body)))
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Less(t, resp.StatusCode, 300, "%s", b)
+}
