@@ -36,9 +36,10 @@ vet: ## go vet
 	$(GO) vet $(PKGS)
 
 .PHONY: lint
-lint: vet ## gofmt, go vet and staticcheck (pinned in go.mod)
+lint: vet ## gofmt, go vet, staticcheck and golangci-lint (pinned in go.mod; .golangci.yml)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) tool staticcheck $(PKGS)
+	$(GO) tool golangci-lint run $(PKGS)
 
 .PHONY: openapi
 openapi: ## Regenerate openapi/openapi.{json,yaml} from the swag annotations, and the Go and TypeScript clients
