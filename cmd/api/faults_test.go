@@ -16,8 +16,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/fstore/fstore/internal/store"
+	"github.com/fstore/fstore/internal/store/storetest"
+	fstoresql "github.com/fstore/fstore/sql"
 )
 
 // PostgreSQL stops and starts again while 8 clients append: the API answers
@@ -145,4 +150,38 @@ func post(t *testing.T, c *http.Client, url, body string) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.Less(t, resp.StatusCode, 300, "%s", b)
+}
+
+// Four API processes start at once on an empty database: all become ready
+// and every migration is applied exactly once.
+func TestInstancesStartTogether(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process-level test")
+	}
+	dbURL := storetest.NewEmptyDatabase(t)
+	bin := filepath.Join(t.TempDir(), "fstore-api")
+	require.NoError(t, exec.Command("go", "build", "-o", bin, ".").Run())
+	client := &http.Client{Timeout: 10 * time.Second}
+	var bases []string
+	for range 4 {
+		addr := "127.0.0.1:" + freePort(t)
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "FSTORE_ADDR="+addr, "FSTORE_LOG_LEVEL=error")
+		cmd.Stderr = os.Stderr
+		require.NoError(t, cmd.Start())
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		bases = append(bases, "http://"+addr)
+	}
+	for _, base := range bases {
+		waitReady(t, client, base)
+	}
+	conn, err := pgx.Connect(t.Context(), dbURL)
+	require.NoError(t, err)
+	defer conn.Close(t.Context())
+	var rows, distinct int
+	require.NoError(t, conn.QueryRow(t.Context(), `SELECT count(*), count(DISTINCT version) FROM fstore_schema_migrations`).Scan(&rows, &distinct))
+	assert.Equal(t, distinct, rows, "each migration recorded once")
+	latest, err := store.LatestVersion(fstoresql.Migrations)
+	require.NoError(t, err)
+	assert.Equal(t, latest, distinct, "every migration applied")
 }

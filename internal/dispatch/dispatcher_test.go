@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -314,4 +315,47 @@ func TestShutdownGivesLeasesBack(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, v.Status.PartitionsLeased, "every lease given back")
 	assert.Equal(t, int64(3), v.Status.EventsPending, "nothing was acked")
+}
+
+// A receiver is down (connections refused), then comes back: its backlog
+// drains in order, and another view's pushes were not held up meanwhile.
+// (Seconds here with a short backoff; minutes in life.)
+func TestReceiverDownThenBack(t *testing.T) {
+	t.Parallel()
+	healthy := newReceiver(t)
+	st, want := setup(t, healthy, 4, 5) // view "hooks" → the healthy receiver
+
+	// A second view whose receiver's address refuses connections for now.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	downAddr := ln.Addr().String()
+	ln.Close()
+	downURL := "http://" + downAddr + "/hook"
+	start := time.Now().Add(-time.Hour)
+	down, _, err := st.RegisterView(ctx, store.ViewRegistration{View: "down", StartAt: &start, LockTimeoutS: 60, EdgeFunctionURL: &downURL})
+	require.NoError(t, err)
+
+	cfg := testConfig()
+	cfg.MaxAttempts = 1000 // not parked: it is only down for a while
+	run(t, st, cfg)
+	waitFor(t, 30*time.Second, "the healthy view drained while the other is down", func() bool { return healthy.acceptedCount() == 20 })
+	v, err := st.GetView(ctx, "down")
+	require.NoError(t, err)
+	assert.Equal(t, int64(20), v.Status.EventsPending, "nothing of the down view was acked")
+	require.NotNil(t, v.Status.LastError)
+
+	// The receiver comes back on the same address.
+	back := &receiver{t: t, accepted: map[string][]int64{}, attempts: map[string][]time.Time{}, inFlight: map[string]int{},
+		answer: func(string, int) (int, string) { return http.StatusNoContent, "" }}
+	back.verifier, err = standardwebhooks.NewWebhook(*down.Secret)
+	require.NoError(t, err)
+	ln, err = net.Listen("tcp", downAddr)
+	require.NoError(t, err, "the address was taken meanwhile")
+	srv := &http.Server{Handler: http.HandlerFunc(back.serve), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	waitFor(t, 30*time.Second, "the backlog drained", func() bool { return back.acceptedCount() == 20 })
+	back.mu.Lock()
+	defer back.mu.Unlock()
+	assert.Equal(t, want, back.accepted, "in order per partition, each once")
 }
