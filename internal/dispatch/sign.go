@@ -1,9 +1,8 @@
 // Package dispatch pushes the events of views with an edge_function_url to
-// that URL: signed the Standard Webhooks way, through a client that refuses
-// private addresses, retried with backoff.
-//
-// This file and its neighbours are the dispatcher's building blocks; the
-// delivery loop and cmd/dispatcher come next (see the dispatcher issue).
+// that URL: signed the Standard Webhooks way (sign.go), through a client that
+// refuses private addresses (guard.go), retried with backoff (backoff.go), in
+// order per partition by the delivery loop (dispatcher.go) that
+// cmd/dispatcher runs.
 package dispatch
 
 import (
