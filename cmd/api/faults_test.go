@@ -33,18 +33,8 @@ func TestDatabaseRestartUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("process-level fault test")
 	}
-	// A private cluster of our own, so that the test may stop it.
-	dir, err := os.MkdirTemp("", "fstore-fault-pg")
-	require.NoError(t, err)
-	require.NoError(t, os.Chmod(dir, 0o755))
-	t.Cleanup(func() { _ = exec.Command("../../scripts/pg.sh", "stop", dir).Run(); _ = os.RemoveAll(dir) })
-	port := freePort(t)
-	pg := func(args ...string) string {
-		out, err := exec.Command("../../scripts/pg.sh", args...).Output()
-		require.NoError(t, err, "pg.sh %v", args)
-		return strings.TrimSpace(string(out))
-	}
-	dbURL := pg("start", dir, port)
+	cluster := storetest.NewCluster(t) // our own, so that the test may stop it
+	dbURL := cluster.URL
 
 	bin := filepath.Join(t.TempDir(), "fstore-api")
 	require.NoError(t, exec.Command("go", "build", "-o", bin, ".").Run())
@@ -96,9 +86,9 @@ func TestDatabaseRestartUnderLoad(t *testing.T) {
 		})
 	}
 	time.Sleep(time.Second) // load before the outage
-	pg("stop", dir)
+	cluster.Stop()
 	time.Sleep(2 * time.Second) // the outage
-	pg("start", dir, port)
+	cluster.Start()
 	waitReady(t, client, base)
 	time.Sleep(time.Second) // load after recovery
 	stop.Store(true)
@@ -109,16 +99,7 @@ func TestDatabaseRestartUnderLoad(t *testing.T) {
 	t.Logf("statuses %v; %d appends accepted", statuses, len(accepted))
 	assert.Positive(t, statuses[http.StatusServiceUnavailable], "the outage was seen")
 	assert.Positive(t, statuses[http.StatusCreated], "appends went through")
-	missing := 0
-	for _, id := range accepted {
-		resp, err := client.Get(base + "/v1/events/" + id)
-		require.NoError(t, err)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			missing++
-		}
-	}
-	assert.Zero(t, missing, "every append answered 201 is readable")
+	assert.Zero(t, unreadable(t, client, base, accepted), "every append answered 201 is readable")
 }
 
 func freePort(t *testing.T) string {
@@ -265,16 +246,23 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	waitReady(t, client, base2)
 	mu.Lock()
 	defer mu.Unlock()
+	missing := unreadable(t, client, base2, accepted)
+	t.Logf("%d answered (%d accepted) before the shutdown, %d clients refused after it", answered, len(accepted), refused)
+	assert.Positive(t, len(accepted))
+	assert.Zero(t, missing, "every append answered 201 is stored")
+}
+
+// unreadable counts the events of ids that GET /v1/events/{id} does not find.
+func unreadable(t *testing.T, c *http.Client, base string, ids []string) int {
+	t.Helper()
 	missing := 0
-	for _, id := range accepted {
-		resp, err := client.Get(base2 + "/v1/events/" + id)
+	for _, id := range ids {
+		resp, err := c.Get(base + "/v1/events/" + id)
 		require.NoError(t, err)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			missing++
 		}
 	}
-	t.Logf("%d answered (%d accepted) before the shutdown, %d clients refused after it", answered, len(accepted), refused)
-	assert.Positive(t, len(accepted))
-	assert.Zero(t, missing, "every append answered 201 is stored")
+	return missing
 }

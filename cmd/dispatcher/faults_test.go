@@ -5,13 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -21,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fstore/fstore/internal/store"
+	"github.com/fstore/fstore/internal/store/storetest"
 	fstoresql "github.com/fstore/fstore/sql"
 )
 
@@ -31,20 +30,8 @@ func TestDispatcherSurvivesDatabaseRestart(t *testing.T) {
 		t.Skip("process-level fault test")
 	}
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "fstore-fault-pg")
-	require.NoError(t, err)
-	require.NoError(t, os.Chmod(dir, 0o755))
-	t.Cleanup(func() { _ = exec.Command("../../scripts/pg.sh", "stop", dir).Run(); _ = os.RemoveAll(dir) })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	ln.Close()
-	pg := func(args ...string) string {
-		out, err := exec.Command("../../scripts/pg.sh", args...).Output()
-		require.NoError(t, err, "pg.sh %v", args)
-		return strings.TrimSpace(string(out))
-	}
-	dbURL := pg("start", dir, port)
+	cluster := storetest.NewCluster(t) // our own, so that the test may stop it
+	dbURL := cluster.URL
 
 	var mu sync.Mutex
 	received := map[string][]int64{}
@@ -100,16 +87,11 @@ func TestDispatcherSurvivesDatabaseRestart(t *testing.T) {
 		}
 		return n
 	}
-	waitUntil := func(what string, cond func() bool) {
-		for deadline := time.Now().Add(90 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-			require.True(t, time.Now().Before(deadline), "timed out waiting for %s", what)
-		}
-	}
-	waitUntil("deliveries", func() bool { return delivered() >= 30 })
-	pg("stop", dir)
+	waitUntil(t, "deliveries", func() bool { return delivered() >= 30 })
+	cluster.Stop()
 	time.Sleep(2 * time.Second) // the outage
-	pg("start", dir, port)
-	waitUntil("every event delivered after the restart", func() bool { return delivered() == 200 })
+	cluster.Start()
+	waitUntil(t, "every event delivered after the restart", func() bool { return delivered() == 200 })
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait())
 

@@ -87,21 +87,16 @@ func TestKilledDispatcherDeliversEverythingInOrder(t *testing.T) {
 		return cmd
 	}
 	delivered := func() int { mu.Lock(); defer mu.Unlock(); return total }
-	waitFor := func(what string, cond func() bool) {
-		for deadline := time.Now().Add(60 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-			require.True(t, time.Now().Before(deadline), "timed out waiting for %s", what)
-		}
-	}
 
 	for kill := 1; kill <= 3; kill++ {
 		cmd := startDispatcher()
 		before := delivered()
-		waitFor("deliveries", func() bool { return delivered() >= before+15 })
+		waitUntil(t, "deliveries", func() bool { return delivered() >= before+15 })
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 		_ = cmd.Wait()
 	}
 	cmd := startDispatcher()
-	waitFor("every event delivered", func() bool {
+	waitUntil(t, "every event delivered", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		for id, offs := range want {
@@ -167,4 +162,12 @@ func unique(offs []int64) []int64 {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
+}
+
+// waitUntil polls cond until it holds, failing the test after 90 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(90 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		require.True(t, time.Now().Before(deadline), "timed out waiting for %s", what)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -104,6 +105,9 @@ type Dispatcher struct {
 	slots chan struct{} // one per push in flight
 	freed chan struct{} // a push finished: there may be room to lease
 	next  int           // round-robin start over the views
+	// stale asks Run to list the views again before the next round (a view
+	// was disabled); otherwise it lists them at most once per PollInterval.
+	stale atomic.Bool
 }
 
 // New returns a dispatcher; obs may be nil.
@@ -125,12 +129,22 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	pushCtx, cancelPushes := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelPushes()
 	var inFlight sync.WaitGroup
+	var views []store.PushView
+	list := true
 	for ctx.Err() == nil {
 		changed, release := d.st.WatchLog()
 		wait := d.cfg.PollInterval
-		views, err := d.st.PushViews(ctx)
-		if err != nil && ctx.Err() == nil {
-			d.log.Warn().Err(err).Msg("listing views to push")
+		// Rounds come as often as pushes finish; those rounds reuse the views
+		// listed last. New events (a new view may come with them), the poll
+		// timer and a disabled view list them again.
+		if list || d.stale.Swap(false) {
+			fresh, err := d.st.PushViews(ctx)
+			switch {
+			case err == nil:
+				views = fresh
+			case ctx.Err() == nil:
+				d.log.Warn().Err(err).Msg("listing views to push")
+			}
 		}
 		for _, v := range d.rotate(views) {
 			if v.PoolingDelay > 0 && v.PoolingDelay < wait {
@@ -139,10 +153,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			d.leaseAndPush(ctx, pushCtx, v, &inFlight)
 		}
 		timer := time.NewTimer(wait)
+		list = true
 		select {
 		case <-ctx.Done():
 		case <-changed:
 		case <-d.freed:
+			list = false
 		case <-timer.C:
 		}
 		timer.Stop()
@@ -258,6 +274,7 @@ func (d *Dispatcher) pushPartition(ctx context.Context, v store.PushView, signer
 			outcome = "gone"
 			log.Warn().Msg("receiver answered 410 Gone: push delivery disabled for the view")
 			_ = d.st.DisableDispatch(bg, v.View, "the receiver answered 410 Gone")
+			d.stale.Store(true)
 			d.giveBack(bg, v, head, pushed, log)
 		default:
 			outcome = d.fail(bg, v, e, pushed, status, retryAfter, err, log)

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 
@@ -39,11 +40,20 @@ func appendBuffers(t *testing.T, conn *pgx.Conn, e store.NewEvent) int {
 	tx, err := conn.Begin(ctx)
 	require.NoError(t, err)
 	defer tx.Rollback(ctx) //nolint:errcheck
-	var plan []byte
-	require.NoError(t, tx.QueryRow(ctx, `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)
-		INSERT INTO events (event, event_id, decider, decider_id, data, command_id, previous_id)
+	return buffersTouched(t, tx, `INSERT INTO events (event, event_id, decider, decider_id, data, command_id, previous_id)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		e.Event, e.EventID, e.Decider, e.DeciderID, string(e.Data), e.CommandID, e.PreviousID).Scan(&plan))
+		e.Event, e.EventID, e.Decider, e.DeciderID, string(e.Data), e.CommandID, e.PreviousID)
+}
+
+// buffersTouched runs sql under EXPLAIN (ANALYZE, BUFFERS) and returns the
+// shared buffers its plan touched, nested statements and triggers included:
+// a deterministic measure of work, unlike a timing.
+func buffersTouched(t *testing.T, q interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}, sql string, args ...any) int {
+	t.Helper()
+	var plan []byte
+	require.NoError(t, q.QueryRow(ctx, `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) `+sql, args...).Scan(&plan))
 	var out []struct {
 		Plan struct {
 			Hit  int `json:"Shared Hit Blocks"`

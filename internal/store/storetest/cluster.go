@@ -1,0 +1,64 @@
+package storetest
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// Cluster is a private PostgreSQL cluster, started with scripts/pg.sh, that
+// a fault test may stop and start again. It is removed when the test ends.
+type Cluster struct {
+	t         testing.TB
+	dir, port string
+	// URL is the connection string of its database.
+	URL string
+}
+
+// NewCluster starts a private cluster on a free loopback port.
+func NewCluster(t testing.TB) *Cluster {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "fstore-fault-pg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As root, pg.sh runs the server as an unprivileged user that must reach it.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ln.Close()
+	c := &Cluster{t: t, dir: dir, port: port}
+	t.Cleanup(func() { _ = exec.Command(pgScript(), "stop", dir).Run(); _ = os.RemoveAll(dir) })
+	c.URL = c.pg("start", dir, port)
+	return c
+}
+
+// Stop shuts the server down (its data stays).
+func (c *Cluster) Stop() { c.pg("stop", c.dir) }
+
+// Start starts it again on the same port.
+func (c *Cluster) Start() { c.pg("start", c.dir, c.port) }
+
+func (c *Cluster) pg(args ...string) string {
+	c.t.Helper()
+	out, err := exec.Command(pgScript(), args...).Output()
+	if err != nil {
+		c.t.Fatalf("pg.sh %v: %v", args, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// pgScript is scripts/pg.sh of this module, found from this file's place.
+func pgScript() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "..", "scripts", "pg.sh")
+}
