@@ -48,6 +48,8 @@ const (
 	codeNotFound            = "FS006"
 	codeLeaseLost           = "FS007"
 	codeNotHandedOut        = "FS008"
+	codeConditionFailed     = "FS009"
+	codeInvalidQuery        = "FS010"
 )
 
 // AppendError tells which event of an append failed and why. It wraps one of
@@ -151,6 +153,10 @@ func sentinelFor(e *pgconn.PgError) error {
 		return ErrLeaseLost
 	case codeNotHandedOut:
 		return ErrNotHandedOut
+	case codeConditionFailed:
+		return ErrConditionFailed
+	case codeInvalidQuery:
+		return ErrInvalid
 	case "23505": // unique_violation
 		switch e.ConstraintName {
 		case "events_previous_id_key", "events_stream_first_key":

@@ -156,6 +156,11 @@ func collectEvents(rows pgx.Rows) ([]Event, error) {
 // ErrStreamFinal, ErrDuplicateEventID or ErrInvalid; or ErrUnavailable.
 func (s *Store) AppendEvents(ctx context.Context, evs []NewEvent) (AppendResult, error) {
 	res, err := s.appendEvents(ctx, evs)
+	for attempt := 0; isDeadlock(err) && attempt < 2; attempt++ {
+		// A conditional append waiting for this one while this one waits
+		// for it (see AppendEventsIf): PostgreSQL cancelled one of the two.
+		res, err = s.appendEvents(ctx, evs)
+	}
 	if err == nil && res.Created {
 		s.watch.bump()
 	}
@@ -329,32 +334,38 @@ func storedEvents(ctx context.Context, q dbtx, evs []NewEvent) (map[uuid.UUID]st
 func (s *Store) appendOneByOne(ctx context.Context, evs []NewEvent) (AppendResult, error) {
 	var res AppendResult
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		batch := &pgx.Batch{}
-		for i := range evs {
-			batch.Queue(appendSQL, columns(evs[i:i+1])...)
-		}
-		results := tx.SendBatch(ctx, batch)
-		var inserted []Event
-		for i := range evs {
-			rows, err := results.Query()
-			if err == nil {
-				var got []Event
-				got, err = collectEvents(rows)
-				inserted = append(inserted, got...)
-			}
-			if err != nil {
-				_ = results.Close()
-				return s.appendFailure(ctx, evs, i, err)
-			}
-		}
-		if err := results.Close(); err != nil {
-			return interpretError(err)
-		}
 		var err error
-		res, err = s.completeAppend(ctx, tx, evs, inserted)
+		res, err = s.insertOneByOne(ctx, tx, evs)
 		return err
 	})
 	return res, err
+}
+
+// insertOneByOne inserts the events in tx one statement each, pipelined in
+// one round trip, skipping (and checking) those stored already.
+func (s *Store) insertOneByOne(ctx context.Context, tx pgx.Tx, evs []NewEvent) (AppendResult, error) {
+	batch := &pgx.Batch{}
+	for i := range evs {
+		batch.Queue(appendSQL, columns(evs[i:i+1])...)
+	}
+	results := tx.SendBatch(ctx, batch)
+	var inserted []Event
+	for i := range evs {
+		rows, err := results.Query()
+		if err == nil {
+			var got []Event
+			got, err = collectEvents(rows)
+			inserted = append(inserted, got...)
+		}
+		if err != nil {
+			_ = results.Close()
+			return AppendResult{}, s.appendFailure(ctx, evs, i, err)
+		}
+	}
+	if err := results.Close(); err != nil {
+		return AppendResult{}, interpretError(err)
+	}
+	return s.completeAppend(ctx, tx, evs, inserted)
 }
 
 // appendFailure turns the error of appending evs[i] into an *AppendError,

@@ -1,0 +1,205 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Dynamic consistency boundaries: a decision reads the events it depends on
+// with a Query, across streams, and appends on a Condition: only if no event
+// matching the query was stored after the position its read returned. The
+// SQL side (sql/migrations/0003_dcb.sql) explains why this is race-free.
+
+// Query selects events by type and payload. Items are OR-ed; an event matches
+// an item when its type is one of Types (when given) and its data contains
+// every one of Matches (JSON containment, when given). An item with neither
+// matches every event.
+type Query struct {
+	Items []QueryItem `json:"items"`
+}
+
+// QueryItem is one alternative of a Query.
+type QueryItem struct {
+	Types   []string          `json:"types,omitempty"`
+	Matches []json.RawMessage `json:"matches,omitempty"`
+}
+
+// Condition makes an append conditional: it fails with a *ConditionError
+// when an event matching Query has an offset above After.
+type Condition struct {
+	Query Query
+	// After is the position a read of Query returned.
+	After int64
+}
+
+// ErrConditionFailed: an event matching the condition's query was stored
+// after the condition's position.
+var ErrConditionFailed = errors.New("condition failed")
+
+// ConditionError tells which event failed a condition.
+type ConditionError struct {
+	// Offset of the lowest event above the condition's position that matches
+	// its query.
+	Offset int64
+	After  int64
+}
+
+func (e *ConditionError) Error() string {
+	return fmt.Sprintf("the event at offset %d matches the condition's query and is above its position %d: read again and decide again",
+		e.Offset, e.After)
+}
+
+func (e *ConditionError) Unwrap() error { return ErrConditionFailed }
+
+// QueryResult is one page of a query.
+type QueryResult struct {
+	Events []Event
+	// Position is the highest offset this read covers: every event matching
+	// the query at or below it is in this page or an earlier one. When the
+	// page is full it is the page's last offset, so a condition taken from
+	// an unfinished read fails rather than ignore unread events.
+	Position int64
+	// More is true when the page is full: read on with After = Position.
+	More bool
+}
+
+// QueryEvents returns the events matching q with an offset above after, in
+// offset order, at most limit (1..10000), up to the read horizon.
+func (s *Store) QueryEvents(ctx context.Context, q Query, after int64, limit int) (QueryResult, error) {
+	query, err := json.Marshal(q)
+	if err != nil {
+		return QueryResult{}, err
+	}
+	// The position first, in its own statement: the read's snapshot then
+	// sees every event at or below it.
+	var position int64
+	if err := s.pool.QueryRow(ctx, `SELECT query_position()`).Scan(&position); err != nil {
+		return QueryResult{}, interpretError(err)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM query_events($1, $2, $3, $4)`,
+		query, after, limit, position)
+	if err != nil {
+		return QueryResult{}, interpretError(err)
+	}
+	evs, err := collectEvents(rows)
+	if err != nil {
+		return QueryResult{}, interpretError(err)
+	}
+	res := QueryResult{Events: evs, Position: position}
+	if len(evs) == limit {
+		res.Position, res.More = evs[len(evs)-1].Offset, true
+	}
+	return res, nil
+}
+
+// AppendEventsIf is AppendEvents on a condition: nothing is stored, and the
+// error is a *ConditionError, when an event matching cond.Query has an offset
+// above cond.After. A retry of an append that succeeded (every event stored
+// already, identical) returns the stored events without checking again.
+func (s *Store) AppendEventsIf(ctx context.Context, evs []NewEvent, cond Condition) (AppendResult, error) {
+	query, err := json.Marshal(cond.Query)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	var res AppendResult
+	for attempt := 0; ; attempt++ {
+		res, err = s.appendIf(ctx, evs, query, cond.After)
+		// A conditional append waits for the unconditional writers below its
+		// offsets; one of them waiting for it in turn (the same stream, the
+		// same event_id) is a deadlock PostgreSQL breaks by cancelling one.
+		// Either is answered correctly by running again.
+		if !isDeadlock(err) || attempt == 2 {
+			break
+		}
+	}
+	if err == nil && res.Created {
+		s.watch.bump()
+	}
+	return res, err
+}
+
+func (s *Store) appendIf(ctx context.Context, evs []NewEvent, query []byte, after int64) (AppendResult, error) {
+	if len(evs) == 0 {
+		return AppendResult{Events: []Event{}}, nil
+	}
+	types, data := make([]string, len(evs)), make([]string, len(evs))
+	ids := make([]uuid.UUID, len(evs))
+	for i, e := range evs {
+		types[i], data[i], ids[i] = e.Event, string(e.Data), e.EventID
+	}
+	var res AppendResult
+	var offending *int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		b.Queue(`SELECT fstore_condition_lock($1, $2, $3::text[]::jsonb[])`, query, types, data)
+		b.Queue(appendBatchSQL, columns(evs)...)
+		b.Queue(`SELECT fstore_condition_check($1, $2, $3)`, query, after, ids)
+		br := tx.SendBatch(ctx, b)
+		defer br.Close()
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		inserted, err := collectEvents(rows)
+		if err != nil {
+			return err
+		}
+		if err := br.QueryRow().Scan(&offending); err != nil {
+			return err
+		}
+		if offending != nil {
+			return &ConditionError{Offset: *offending, After: after}
+		}
+		res, err = inOrder(evs, inserted)
+		return err
+	})
+	if err == nil || errors.Is(err, ErrConditionFailed) {
+		return res, err
+	}
+	if err = interpretError(err); !isSentinel(err) {
+		return AppendResult{}, err
+	}
+	// The insert was refused: find which event, and tell a retry from a
+	// conflict, one event per statement.
+	return s.appendIfOneByOne(ctx, evs, query, after, types, data, ids)
+}
+
+// appendIfOneByOne is appendOneByOne on a condition.
+func (s *Store) appendIfOneByOne(ctx context.Context, evs []NewEvent, query []byte, after int64,
+	types, data []string, ids []uuid.UUID) (AppendResult, error) {
+	var res AppendResult
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT fstore_condition_lock($1, $2, $3::text[]::jsonb[])`, query, types, data); err != nil {
+			return interpretError(err)
+		}
+		var err error
+		res, err = s.insertOneByOne(ctx, tx, evs)
+		if err != nil || !res.Created {
+			// Nothing new: a retry of an append that went through.
+			return err
+		}
+		var offending *int64
+		if err := tx.QueryRow(ctx, `SELECT fstore_condition_check($1, $2, $3)`, query, after, ids).Scan(&offending); err != nil {
+			return interpretError(err)
+		}
+		if offending != nil {
+			return &ConditionError{Offset: *offending, After: after}
+		}
+		return nil
+	})
+	return res, err
+}
+
+func isDeadlock(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "40P01"
+}
