@@ -66,6 +66,9 @@ func (n *nullableUUID) UnmarshalJSON(b []byte) error {
 // appendBatchRequest is the body of POST /v1/events/batch.
 type appendBatchRequest struct {
 	Events []appendEventRequest `json:"events" validate:"required,min=1,max=1000,dive" minItems:"1" maxItems:"1000"`
+	// Append only if no event matching condition.query has an offset above
+	// condition.after (dynamic consistency boundaries).
+	Condition *appendCondition `json:"condition,omitempty"`
 } //@name AppendBatchRequest
 
 // eventsResponse lists events, in input or offset order.
@@ -161,6 +164,7 @@ func (s *Server) appendEvent(w http.ResponseWriter, r *http.Request) {
 //
 //	@Summary		Append events atomically
 //	@Description	Appends 1 to 1000 events in one transaction, all or nothing. They may belong to several streams; a later event of a stream may name an earlier one of the batch as its previous_id. On failure the problem carries the index of the first failing event and nothing is stored. A batch whose every event is already stored identically returns 200 (a retry).
+//	@Description	With a condition, the batch is appended only if no event matching condition.query has an offset above condition.after (the position of a POST /v1/events/query read), and every previous_id holds too; otherwise 409 condition-failed with the offending event's offset, and nothing is stored.
 //	@Tags			events
 //	@ID				appendEvents
 //	@Accept			json
@@ -169,7 +173,7 @@ func (s *Server) appendEvent(w http.ResponseWriter, r *http.Request) {
 //	@Success		201		{object}	eventsResponse		"Stored, in input order"
 //	@Success		200		{object}	eventsResponse		"Stored already (a retry)"
 //	@Failure		400		{object}	Problem
-//	@Failure		409		{object}	Problem	"concurrency-conflict, stream-final or duplicate-event-id, with index"
+//	@Failure		409		{object}	Problem	"concurrency-conflict, stream-final or duplicate-event-id, with index; condition-failed, with offset"
 //	@Failure		413		{object}	Problem
 //	@Failure		422		{object}	Problem	"An event type is not registered, with index"
 //	@Failure		415		{object}	Problem	"Body is not application/json"
@@ -206,7 +210,18 @@ func (s *Server) appendBatch(w http.ResponseWriter, r *http.Request) {
 		seen[ev.EventID] = i
 		evs[i] = ev
 	}
-	res, err := s.store.AppendEvents(r.Context(), evs)
+	var res store.AppendResult
+	var err error
+	if req.Condition != nil {
+		cond, errs := req.Condition.toStore()
+		if len(errs) > 0 {
+			writeProblem(w, r, badRequest("the condition is invalid", errs...))
+			return
+		}
+		res, err = s.store.AppendEventsIf(r.Context(), evs, cond)
+	} else {
+		res, err = s.store.AppendEvents(r.Context(), evs)
+	}
 	if err != nil {
 		p := problemFor(r, err)
 		var appendErr *store.AppendError

@@ -33,6 +33,9 @@ type Problem struct {
 	// Concurrency conflicts: the stream's last event_id now (null when the
 	// stream is empty); re-read the stream from there and decide again.
 	LastEventID *string `json:"last_event_id,omitempty" format:"uuid" extensions:"x-nullable"`
+	// Failed conditions: the offset of the lowest event above the condition's
+	// position that matches its query.
+	Offset *int64 `json:"offset,omitempty" format:"int64"`
 	// set when LastEventID must be written even if nil.
 	conflict bool
 } //@name Problem
@@ -74,6 +77,7 @@ var errorTable = []problemKind{
 	{store.ErrDuplicateEventID, http.StatusConflict, "duplicate-event-id", "Duplicate event id"},
 	{store.ErrRegistrationConflict, http.StatusConflict, "registration-conflict", "Event type registered differently"},
 	{store.ErrInvalid, http.StatusBadRequest, "invalid-request", "Invalid request"},
+	{store.ErrConditionFailed, http.StatusConflict, "condition-failed", "Condition failed"},
 	{store.ErrLeaseLost, http.StatusConflict, "lease-lost", "Lease lost"},
 	{store.ErrNotHandedOut, http.StatusConflict, "offset-not-handed-out", "Offset not handed out in this lease"},
 	{store.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "Database unavailable"},
@@ -117,6 +121,12 @@ func problemFor(r *http.Request, err error) *Problem {
 }
 
 func addAppendDetails(p *Problem, err error) {
+	var condErr *store.ConditionError
+	if errors.As(err, &condErr) {
+		p.Offset = &condErr.Offset
+		p.Detail = condErr.Error() + "; nothing was stored"
+		return
+	}
 	var appendErr *store.AppendError
 	if !errors.As(err, &appendErr) {
 		return

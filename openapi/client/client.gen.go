@@ -35,7 +35,20 @@ type AckRequest struct {
 
 // AppendBatchRequest defines model for AppendBatchRequest.
 type AppendBatchRequest struct {
-	Events []AppendEventRequest `json:"events"`
+	// Condition Append only if no event matching condition.query has an offset above
+	// condition.after (dynamic consistency boundaries).
+	Condition *AppendCondition     `json:"condition,omitempty"`
+	Events    []AppendEventRequest `json:"events"`
+}
+
+// AppendCondition defines model for AppendCondition.
+type AppendCondition struct {
+	// After The position a query returned: the batch is refused when an event
+	// matching the query has an offset above it.
+	//
+	// Example: 1042
+	After int64      `json:"after"`
+	Query EventQuery `json:"query"`
 }
 
 // AppendEventRequest defines model for AppendEventRequest.
@@ -137,6 +150,12 @@ type EventPage struct {
 	//
 	// Example: 1042
 	NextAfter *int64 `json:"next_after"`
+}
+
+// EventQuery defines model for EventQuery.
+type EventQuery struct {
+	// Items 1 to 100 alternatives: an event matches the query when it matches one.
+	Items []QueryItem `json:"items"`
 }
 
 // EventType defines model for EventType.
@@ -278,6 +297,10 @@ type Problem struct {
 	// stream is empty); re-read the stream from there and decide again.
 	LastEventId *openapi_types.UUID `json:"last_event_id,omitempty"`
 
+	// Offset Failed conditions: the offset of the lowest event above the condition's
+	// position that matches its query.
+	Offset *int64 `json:"offset,omitempty"`
+
 	// RequestId The request's id, as in the X-Request-Id response header and the logs.
 	RequestId *string `json:"request_id,omitempty"`
 
@@ -291,6 +314,46 @@ type Problem struct {
 	//
 	// Example: urn:fstore:problem:concurrency-conflict
 	Type string `json:"type"`
+}
+
+// QueryEventsPage defines model for QueryEventsPage.
+type QueryEventsPage struct {
+	Events []Event `json:"events"`
+
+	// NextAfter Pass as after to read the next page; null when this page is the last.
+	//
+	// Example: 1042
+	NextAfter *int64 `json:"next_after"`
+
+	// Position The highest offset this read covers: every matching event at or below
+	// it is in this page or an earlier one. Use the last page's position as
+	// the after of a condition.
+	//
+	// Example: 1042
+	Position int64 `json:"position"`
+}
+
+// QueryEventsRequest defines model for QueryEventsRequest.
+type QueryEventsRequest struct {
+	// After Exclusive offset cursor. Default 0.
+	After *int64 `json:"after,omitempty"`
+
+	// Limit Page size, 1 to 10000. Default 1000.
+	Limit *int       `json:"limit,omitempty"`
+	Query EventQuery `json:"query"`
+}
+
+// QueryItem defines model for QueryItem.
+type QueryItem struct {
+	// Matches JSON objects the event's data must contain (PostgreSQL's @>), AND-ed:
+	// {"copy_id": "c-1"} matches data with that field and value, whatever
+	// else it holds. Omit to match any data.
+	Matches *[]map[string]interface{} `json:"matches,omitempty"`
+
+	// Types Event types, OR-ed. Omit to match any type.
+	//
+	// Example: ["copy_lent","copy_returned"]
+	Types *[]string `json:"types,omitempty"`
 }
 
 // RegisterEventTypeRequest defines model for RegisterEventTypeRequest.
@@ -464,6 +527,9 @@ type AppendEventJSONRequestBody = AppendEventRequest
 // AppendEventsJSONRequestBody defines body for AppendEvents for application/json ContentType.
 type AppendEventsJSONRequestBody = AppendBatchRequest
 
+// QueryEventsJSONRequestBody defines body for QueryEvents for application/json ContentType.
+type QueryEventsJSONRequestBody = QueryEventsRequest
+
 // RegisterViewJSONRequestBody defines body for RegisterView for application/json ContentType.
 type RegisterViewJSONRequestBody = RegisterViewRequest
 
@@ -621,6 +687,7 @@ type ClientInterface interface {
 	// AppendEventsWithBody Append events atomically
 	//
 	// Appends 1 to 1000 events in one transaction, all or nothing. They may belong to several streams; a later event of a stream may name an earlier one of the batch as its previous_id. On failure the problem carries the index of the first failing event and nothing is stored. A batch whose every event is already stored identically returns 200 (a retry).
+	// With a condition, the batch is appended only if no event matching condition.query has an offset above condition.after (the position of a POST /v1/events/query read), and every previous_id holds too; otherwise 409 condition-failed with the offending event's offset, and nothing is stored.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -630,6 +697,7 @@ type ClientInterface interface {
 	// AppendEvents Append events atomically
 	//
 	// Appends 1 to 1000 events in one transaction, all or nothing. They may belong to several streams; a later event of a stream may name an earlier one of the batch as its previous_id. On failure the problem carries the index of the first failing event and nothing is stored. A batch whose every event is already stored identically returns 200 (a retry).
+	// With a condition, the batch is appended only if no event matching condition.query has an offset above condition.after (the position of a POST /v1/events/query read), and every previous_id holds too; otherwise 409 condition-failed with the offending event's offset, and nothing is stored.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -640,6 +708,24 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /v1/events/last (the `GetLastEvent` operationId).
 	GetLastEvent(ctx context.Context, params *GetLastEventParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// QueryEventsWithBody Query events by type and payload
+	//
+	// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed and matches (JSON containment on data) AND-ed. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/events/query (the `QueryEvents` operationId).
+	QueryEventsWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// QueryEvents Query events by type and payload
+	//
+	// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed and matches (JSON containment on data) AND-ed. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/events/query (the `QueryEvents` operationId).
+	QueryEvents(ctx context.Context, body QueryEventsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetEvent Get one event
 	//
@@ -912,6 +998,7 @@ func (c *Client) AppendEvent(ctx context.Context, body AppendEventJSONRequestBod
 // AppendEventsWithBody Append events atomically
 //
 // Appends 1 to 1000 events in one transaction, all or nothing. They may belong to several streams; a later event of a stream may name an earlier one of the batch as its previous_id. On failure the problem carries the index of the first failing event and nothing is stored. A batch whose every event is already stored identically returns 200 (a retry).
+// With a condition, the batch is appended only if no event matching condition.query has an offset above condition.after (the position of a POST /v1/events/query read), and every previous_id holds too; otherwise 409 condition-failed with the offending event's offset, and nothing is stored.
 //
 // Takes any type of body and a specified content type.
 //
@@ -931,6 +1018,7 @@ func (c *Client) AppendEventsWithBody(ctx context.Context, contentType string, b
 // AppendEvents Append events atomically
 //
 // Appends 1 to 1000 events in one transaction, all or nothing. They may belong to several streams; a later event of a stream may name an earlier one of the batch as its previous_id. On failure the problem carries the index of the first failing event and nothing is stored. A batch whose every event is already stored identically returns 200 (a retry).
+// With a condition, the batch is appended only if no event matching condition.query has an offset above condition.after (the position of a POST /v1/events/query read), and every previous_id holds too; otherwise 409 condition-failed with the offending event's offset, and nothing is stored.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -952,6 +1040,44 @@ func (c *Client) AppendEvents(ctx context.Context, body AppendEventsJSONRequestB
 // Corresponds with GET /v1/events/last (the `GetLastEvent` operationId).
 func (c *Client) GetLastEvent(ctx context.Context, params *GetLastEventParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetLastEventRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// QueryEventsWithBody Query events by type and payload
+//
+// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed and matches (JSON containment on data) AND-ed. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/events/query (the `QueryEvents` operationId).
+func (c *Client) QueryEventsWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewQueryEventsRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// QueryEvents Query events by type and payload
+//
+// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed and matches (JSON containment on data) AND-ed. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/events/query (the `QueryEvents` operationId).
+func (c *Client) QueryEvents(ctx context.Context, body QueryEventsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewQueryEventsRequest(c.Server, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1608,6 +1734,46 @@ func NewGetLastEventRequest(server string, params *GetLastEventParams) (*http.Re
 	return req, nil
 }
 
+// NewQueryEventsRequest calls the generic QueryEvents builder with application/json body
+func NewQueryEventsRequest(server string, body QueryEventsJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewQueryEventsRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewQueryEventsRequestWithBody constructs an http.Request for the QueryEvents method, with any body, and a specified content type
+func NewQueryEventsRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/events/query")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewGetEventRequest constructs an http.Request for the GetEvent method
 func NewGetEventRequest(server string, eventId openapi_types.UUID) (*http.Request, error) {
 	var err error
@@ -2100,6 +2266,7 @@ type ClientWithResponsesInterface interface {
 	// AppendEventsWithBodyWithResponse Append events atomically
 	//
 	// Appends 1 to 1000 events in one transaction, all or nothing. They may belong to several streams; a later event of a stream may name an earlier one of the batch as its previous_id. On failure the problem carries the index of the first failing event and nothing is stored. A batch whose every event is already stored identically returns 200 (a retry).
+	// With a condition, the batch is appended only if no event matching condition.query has an offset above condition.after (the position of a POST /v1/events/query read), and every previous_id holds too; otherwise 409 condition-failed with the offending event's offset, and nothing is stored.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -2109,6 +2276,7 @@ type ClientWithResponsesInterface interface {
 	// AppendEventsWithResponse Append events atomically
 	//
 	// Appends 1 to 1000 events in one transaction, all or nothing. They may belong to several streams; a later event of a stream may name an earlier one of the batch as its previous_id. On failure the problem carries the index of the first failing event and nothing is stored. A batch whose every event is already stored identically returns 200 (a retry).
+	// With a condition, the batch is appended only if no event matching condition.query has an offset above condition.after (the position of a POST /v1/events/query read), and every previous_id holds too; otherwise 409 condition-failed with the offending event's offset, and nothing is stored.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -2121,6 +2289,24 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /v1/events/last (the `GetLastEvent` operationId).
 	GetLastEventWithResponse(ctx context.Context, params *GetLastEventParams, reqEditors ...RequestEditorFn) (*GetLastEventResponse, error)
+
+	// QueryEventsWithBodyWithResponse Query events by type and payload
+	//
+	// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed and matches (JSON containment on data) AND-ed. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/events/query (the `QueryEvents` operationId).
+	QueryEventsWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*QueryEventsResponse, error)
+
+	// QueryEventsWithResponse Query events by type and payload
+	//
+	// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed and matches (JSON containment on data) AND-ed. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/events/query (the `QueryEvents` operationId).
+	QueryEventsWithResponse(ctx context.Context, body QueryEventsJSONRequestBody, reqEditors ...RequestEditorFn) (*QueryEventsResponse, error)
 
 	// GetEventWithResponse Get one event
 	//
@@ -2909,6 +3095,82 @@ func (r GetLastEventResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetLastEventResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type QueryEventsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *QueryEventsPage
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r QueryEventsResponse) GetJSON200() *QueryEventsPage {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r QueryEventsResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r QueryEventsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r QueryEventsResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r QueryEventsResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r QueryEventsResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r QueryEventsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r QueryEventsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r QueryEventsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r QueryEventsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -3749,6 +4011,7 @@ func (c *ClientWithResponses) AppendEventWithResponse(ctx context.Context, body 
 // AppendEventsWithBodyWithResponse Append events atomically
 //
 // Appends 1 to 1000 events in one transaction, all or nothing. They may belong to several streams; a later event of a stream may name an earlier one of the batch as its previous_id. On failure the problem carries the index of the first failing event and nothing is stored. A batch whose every event is already stored identically returns 200 (a retry).
+// With a condition, the batch is appended only if no event matching condition.query has an offset above condition.after (the position of a POST /v1/events/query read), and every previous_id holds too; otherwise 409 condition-failed with the offending event's offset, and nothing is stored.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -3764,6 +4027,7 @@ func (c *ClientWithResponses) AppendEventsWithBodyWithResponse(ctx context.Conte
 // AppendEventsWithResponse Append events atomically
 //
 // Appends 1 to 1000 events in one transaction, all or nothing. They may belong to several streams; a later event of a stream may name an earlier one of the batch as its previous_id. On failure the problem carries the index of the first failing event and nothing is stored. A batch whose every event is already stored identically returns 200 (a retry).
+// With a condition, the batch is appended only if no event matching condition.query has an offset above condition.after (the position of a POST /v1/events/query read), and every previous_id holds too; otherwise 409 condition-failed with the offending event's offset, and nothing is stored.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -3787,6 +4051,36 @@ func (c *ClientWithResponses) GetLastEventWithResponse(ctx context.Context, para
 		return nil, err
 	}
 	return ParseGetLastEventResponse(rsp)
+}
+
+// QueryEventsWithBodyWithResponse Query events by type and payload
+//
+// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed and matches (JSON containment on data) AND-ed. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/events/query (the `QueryEvents` operationId).
+func (c *ClientWithResponses) QueryEventsWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*QueryEventsResponse, error) {
+	rsp, err := c.QueryEventsWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseQueryEventsResponse(rsp)
+}
+
+// QueryEventsWithResponse Query events by type and payload
+//
+// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed and matches (JSON containment on data) AND-ed. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/events/query (the `QueryEvents` operationId).
+func (c *ClientWithResponses) QueryEventsWithResponse(ctx context.Context, body QueryEventsJSONRequestBody, reqEditors ...RequestEditorFn) (*QueryEventsResponse, error) {
+	rsp, err := c.QueryEvents(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseQueryEventsResponse(rsp)
 }
 
 // GetEventWithResponse Get one event
@@ -4493,6 +4787,67 @@ func ParseGetLastEventResponse(rsp *http.Response) (*GetLastEventResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseQueryEventsResponse parses an HTTP response from a QueryEventsWithResponse call
+func ParseQueryEventsResponse(rsp *http.Response) (*QueryEventsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &QueryEventsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest QueryEventsPage
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Problem

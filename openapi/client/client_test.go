@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -119,4 +120,26 @@ func TestGeneratedClientScenario(t *testing.T) {
 	require.NotNil(t, status.JSON200, "%s", status.Body)
 	assert.EqualValues(t, 1, status.JSON200.Status.EventsPending)
 	assert.EqualValues(t, 2, status.JSON200.Status.Partitions)
+
+	// A decision across streams: query, then append on its position.
+	shipped := client.EventQuery{Items: []client.QueryItem{{Types: &[]string{"shipped"}}}}
+	q, err := c.QueryEventsWithResponse(ctx, client.QueryEventsRequest{Query: shipped})
+	require.NoError(t, err)
+	require.NotNil(t, q.JSON200, "%s", q.Body)
+	require.Len(t, q.JSON200.Events, 1)
+	assert.Nil(t, q.JSON200.NextAfter)
+	before := q.JSON200.Events[0].Offset - 1
+	for after, wantStatus := range map[int64]int{before: 409, q.JSON200.Position: 201} {
+		r, err := c.AppendEventsWithResponse(ctx, client.AppendBatchRequest{
+			Events: []client.AppendEventRequest{{Event: "placed", EventId: uuid.New(), Decider: "order",
+				DeciderId: fmt.Sprintf("o-%d", 10+after), Data: map[string]any{}, CommandId: uuid.New()}},
+			Condition: &client.AppendCondition{Query: shipped, After: after},
+		})
+		require.NoError(t, err)
+		require.Equal(t, wantStatus, r.StatusCode(), "%s", r.Body)
+		if wantStatus == 409 {
+			assert.Equal(t, "urn:fstore:problem:condition-failed", r.ApplicationproblemJSON409.Type)
+			assert.Equal(t, q.JSON200.Events[0].Offset, *r.ApplicationproblemJSON409.Offset)
+		}
+	}
 }

@@ -95,6 +95,7 @@ func polish(doc *openapi3.T) {
 	for _, ref := range doc.Components.Schemas {
 		fixNullable(ref)
 		anyData(ref)
+		openObjects(ref)
 	}
 	for _, item := range doc.Paths.Map() {
 		for _, op := range item.Operations() {
@@ -130,6 +131,18 @@ func anyData(ref *openapi3.SchemaRef) {
 	}
 	if d, ok := ref.Value.Properties["data"]; ok && d.Value != nil {
 		d.Value = &openapi3.Schema{Description: "The payload: any JSON value but null."}
+	}
+}
+
+// openObjects says that a query's matches are objects with any fields: swag
+// writes a bare "type: object", which generators read as an object with none.
+func openObjects(ref *openapi3.SchemaRef) {
+	if ref == nil || ref.Value == nil {
+		return
+	}
+	if m, ok := ref.Value.Properties["matches"]; ok && m.Value != nil && m.Value.Items != nil && m.Value.Items.Value != nil {
+		yes := true
+		m.Value.Items.Value.AdditionalProperties = openapi3.AdditionalProperties{Has: &yes}
 	}
 }
 

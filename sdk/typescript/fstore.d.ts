@@ -162,6 +162,7 @@ export interface paths {
         /**
          * Append events atomically
          * @description Appends 1 to 1000 events in one transaction, all or nothing. They may belong to several streams; a later event of a stream may name an earlier one of the batch as its previous_id. On failure the problem carries the index of the first failing event and nothing is stored. A batch whose every event is already stored identically returns 200 (a retry).
+         *     With a condition, the batch is appended only if no event matching condition.query has an offset above condition.after (the position of a POST /v1/events/query read), and every previous_id holds too; otherwise 409 condition-failed with the offending event's offset, and nothing is stored.
          */
         post: operations["appendEvents"];
         delete?: never;
@@ -181,6 +182,26 @@ export interface paths {
         get: operations["getLastEvent"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/events/query": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Query events by type and payload
+         * @description The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed and matches (JSON containment on data) AND-ed. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+         */
+        post: operations["queryEvents"];
         delete?: never;
         options?: never;
         head?: never;
@@ -325,7 +346,20 @@ export interface components {
             offset: number;
         };
         AppendBatchRequest: {
+            /** @description Append only if no event matching condition.query has an offset above
+             *     condition.after (dynamic consistency boundaries). */
+            condition?: components["schemas"]["AppendCondition"];
             events: components["schemas"]["AppendEventRequest"][];
+        };
+        AppendCondition: {
+            /**
+             * Format: int64
+             * @description The position a query returned: the batch is refused when an event
+             *     matching the query has an offset above it.
+             * @example 1042
+             */
+            after: number;
+            query: components["schemas"]["EventQuery"];
         };
         AppendEventRequest: {
             /**
@@ -422,6 +456,10 @@ export interface components {
              * @example 1042
              */
             next_after: number | null;
+        };
+        EventQuery: {
+            /** @description 1 to 100 alternatives: an event matches the query when it matches one. */
+            items: components["schemas"]["QueryItem"][];
         };
         EventType: {
             description: string;
@@ -556,6 +594,12 @@ export interface components {
              *     stream is empty); re-read the stream from there and decide again.
              */
             last_event_id?: string | null;
+            /**
+             * Format: int64
+             * @description Failed conditions: the offset of the lowest event above the condition's
+             *     position that matches its query.
+             */
+            offset?: number;
             /** @description The request's id, as in the X-Request-Id response header and the logs. */
             request_id?: string;
             /** @example 409 */
@@ -567,6 +611,52 @@ export interface components {
              * @example urn:fstore:problem:concurrency-conflict
              */
             type: string;
+        };
+        QueryEventsPage: {
+            events: components["schemas"]["Event"][];
+            /**
+             * Format: int64
+             * @description Pass as after to read the next page; null when this page is the last.
+             * @example 1042
+             */
+            next_after: number | null;
+            /**
+             * Format: int64
+             * @description The highest offset this read covers: every matching event at or below
+             *     it is in this page or an earlier one. Use the last page's position as
+             *     the after of a condition.
+             * @example 1042
+             */
+            position: number;
+        };
+        QueryEventsRequest: {
+            /**
+             * Format: int64
+             * @description Exclusive offset cursor. Default 0.
+             */
+            after?: number;
+            /**
+             * @description Page size, 1 to 10000. Default 1000.
+             * @default 1000
+             */
+            limit: number;
+            query: components["schemas"]["EventQuery"];
+        };
+        QueryItem: {
+            /** @description JSON objects the event's data must contain (PostgreSQL's @>), AND-ed:
+             *     {"copy_id": "c-1"} matches data with that field and value, whatever
+             *     else it holds. Omit to match any data. */
+            matches?: {
+                [key: string]: unknown;
+            }[];
+            /**
+             * @description Event types, OR-ed. Omit to match any type.
+             * @example [
+             *       "copy_lent",
+             *       "copy_returned"
+             *     ]
+             */
+            types?: string[];
         };
         RegisterEventTypeRequest: {
             /**
@@ -1263,7 +1353,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description concurrency-conflict, stream-final or duplicate-event-id, with index */
+            /** @description concurrency-conflict, stream-final or duplicate-event-id, with index; condition-failed, with offset */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1353,6 +1443,76 @@ export interface operations {
             };
             /** @description The stream is empty */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Database unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    queryEvents: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The query */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["QueryEventsRequest"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueryEventsPage"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid API key (when the server has FSTORE_API_KEYS) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not application/json */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

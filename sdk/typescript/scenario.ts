@@ -42,6 +42,19 @@ export async function scenario(baseUrl: string): Promise<void> {
     after = page.data.next_after;
   }
 
+  // A decision across streams: query, then append on its position.
+  const query = { items: [{ types: ["placed"], matches: [{ n: 1 }] }] };
+  const read = await api.POST("/v1/events/query", { body: { query, limit: 100 } });
+  const position: number = read.data?.position ?? 0;
+  const decided = await api.POST("/v1/events/batch", {
+    body: {
+      events: [{ event: "placed", event_id: crypto.randomUUID(), decider: "order", decider_id: "o-9",
+                 data: { n: 1 }, command_id: crypto.randomUUID(), previous_id: null }],
+      condition: { query, after: position },
+    },
+  });
+  if (decided.error?.type === "urn:fstore:problem:condition-failed") console.log("decide again after", decided.error.offset);
+
   await api.PUT("/v1/views/{view}", { params: { path: { view: "orders" } }, body: { lock_timeout_s: 30 } });
   const leased = await api.POST("/v1/views/{view}/stream", {
     params: { path: { view: "orders" } },
