@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -133,35 +134,13 @@ func (s *Store) appendIf(ctx context.Context, evs []NewEvent, query []byte, afte
 	for i, e := range evs {
 		types[i], data[i], ids[i] = e.Event, string(e.Data), e.EventID
 	}
-	var res AppendResult
-	var offending *int64
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		b.Queue(`SELECT fstore_condition_lock($1, $2, $3::text[]::jsonb[])`, query, types, data)
-		b.Queue(appendBatchSQL, columns(evs)...)
-		b.Queue(`SELECT fstore_condition_check($1, $2, $3)`, query, after, ids)
-		br := tx.SendBatch(ctx, b)
-		defer br.Close()
-		if _, err := br.Exec(); err != nil {
-			return err
-		}
-		rows, err := br.Query()
-		if err != nil {
-			return err
-		}
-		inserted, err := collectEvents(rows)
-		if err != nil {
-			return err
-		}
-		if err := br.QueryRow().Scan(&offending); err != nil {
-			return err
-		}
-		if offending != nil {
-			return &ConditionError{Offset: *offending, After: after}
-		}
-		res, err = inOrder(evs, inserted)
-		return err
-	})
+	// One round trip: the three statements run in the implicit transaction
+	// of one pipeline, which a failing statement rolls back whole.
+	b := &pgx.Batch{}
+	b.Queue(`SELECT fstore_condition_lock($1, $2, $3::text[]::jsonb[])`, query, types, data)
+	b.Queue(appendBatchSQL, columns(evs)...)
+	b.Queue(`SELECT fstore_condition_assert($1, $2, $3)`, query, after, ids)
+	res, err := s.runConditional(ctx, b, evs, after)
 	if err == nil || errors.Is(err, ErrConditionFailed) {
 		return res, err
 	}
@@ -171,6 +150,41 @@ func (s *Store) appendIf(ctx context.Context, evs []NewEvent, query []byte, afte
 	// The insert was refused: find which event, and tell a retry from a
 	// conflict, one event per statement.
 	return s.appendIfOneByOne(ctx, evs, query, after, types, data, ids)
+}
+
+func (s *Store) runConditional(ctx context.Context, b *pgx.Batch, evs []NewEvent, after int64) (AppendResult, error) {
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return AppendResult{}, err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return AppendResult{}, err
+	}
+	inserted, err := collectEvents(rows)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	if _, err := br.Exec(); err != nil {
+		return AppendResult{}, conditionError(err, after)
+	}
+	if err := br.Close(); err != nil {
+		return AppendResult{}, err
+	}
+	return inOrder(evs, inserted)
+}
+
+// conditionError turns fstore_condition_assert's FS009 into a
+// *ConditionError; its DETAIL is the offending offset.
+func conditionError(err error, after int64) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == codeConditionFailed {
+		if offset, perr := strconv.ParseInt(pgErr.Detail, 10, 64); perr == nil {
+			return &ConditionError{Offset: offset, After: after}
+		}
+	}
+	return err
 }
 
 // appendIfOneByOne is appendOneByOne on a condition.
@@ -187,12 +201,11 @@ func (s *Store) appendIfOneByOne(ctx context.Context, evs []NewEvent, query []by
 			// Nothing new: a retry of an append that went through.
 			return err
 		}
-		var offending *int64
-		if err := tx.QueryRow(ctx, `SELECT fstore_condition_check($1, $2, $3)`, query, after, ids).Scan(&offending); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT fstore_condition_assert($1, $2, $3)`, query, after, ids); err != nil {
+			if err = conditionError(err, after); errors.Is(err, ErrConditionFailed) {
+				return err
+			}
 			return interpretError(err)
-		}
-		if offending != nil {
-			return &ConditionError{Offset: *offending, After: after}
 		}
 		return nil
 	})

@@ -3,6 +3,8 @@ package store_test
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -291,6 +293,7 @@ func TestUnconditionalAppendIsNeverLostToACondition(t *testing.T) {
 	decider, writer := storetest.NewStoreOn(t, s), storetest.NewStoreOn(t, s)
 
 	var failed, after int
+	rng := rand.New(rand.NewPCG(1, 2))
 	for round := range 150 {
 		copyID := fmt.Sprintf("c-%d", round)
 		read, err := s.QueryEvents(ctx, bookQuery(copyID), 0, 100)
@@ -300,16 +303,28 @@ func TestUnconditionalAppendIsNeverLostToACondition(t *testing.T) {
 		var condErr, plainErr error
 		start := make(chan struct{})
 		var wg sync.WaitGroup
+		// Vary which side's statement reaches PostgreSQL first: hold one
+		// back by a random 0-2 ms (jitter, not a wait for anything).
+		jitter := time.Duration(rng.IntN(2000)) * time.Microsecond
+		spin := func(side int) {
+			if round%2 == side {
+				for t0 := time.Now(); time.Since(t0) < jitter; {
+					runtime.Gosched()
+				}
+			}
+		}
 		wg.Go(func() {
 			<-start
+			spin(0)
 			condRes, condErr = decider.AppendEventsIf(ctx,
 				[]store.NewEvent{lib("copy_lent", "loan-"+copyID, fmt.Sprintf(`{"copy_id":%q}`, copyID))},
 				store.Condition{Query: bookQuery(copyID), After: read.Position})
 		})
 		wg.Go(func() {
 			<-start
+			spin(1)
 			plain := []store.NewEvent{lib("copy_returned", "ret-"+copyID, fmt.Sprintf(`{"copy_id":%q}`, copyID))}
-			if round%2 == 1 { // the batch path as well as the single one
+			if round%4 >= 2 { // the batch path as well as the single one
 				plain = append(plain, lib("copy_added", "other-"+copyID, `{}`))
 			}
 			plainRes, plainErr = writer.AppendEvents(ctx, plain)
@@ -428,9 +443,20 @@ func TestConditionalAppendDeadlockIsRetried(t *testing.T) {
 		done <- err
 	}()
 	waitForLockWait(t, s) // the decision waits for the writer
-	// The writer now starts the decision's stream, and waits for it.
+	// The writer now starts the decision's stream, and waits for it: a
+	// deadlock. The decision waited first, so it is cancelled first, and
+	// retried; its retry may deadlock with the writer again, and then the
+	// writer may be the one cancelled. Either way the decision's answer is
+	// the truth, never "unavailable".
 	_, err = tx.Exec(ctx, `SELECT append_event('copy_added', $1, 'library', 'shared', '{}', $2, NULL)`, uuid.New(), uuid.New())
-	require.NoError(t, err, "the decision was cancelled, not the writer")
+	if err != nil {
+		var pgErr *pgconn.PgError
+		require.ErrorAs(t, err, &pgErr)
+		require.Equal(t, "40P01", pgErr.Code)
+		require.NoError(t, tx.Rollback(ctx))
+		assert.NoError(t, <-done, "the writer gave way: the decision goes through")
+		return
+	}
 	require.NoError(t, tx.Commit(ctx))
 	err = <-done
 	assert.ErrorIs(t, err, store.ErrConcurrencyConflict)
