@@ -47,6 +47,22 @@ func (c *client) do(method, path string, body []byte, want int) ([]byte, error) 
 	return out, nil
 }
 
+// status sends a request and returns its status, whatever it is.
+func (c *client) status(method, path string, body []byte) (int, error) {
+	req, err := http.NewRequest(method, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, err
+}
+
 func (c *client) register(decider, event string) error {
 	_, err := c.do("POST", "/v1/deciders/"+decider+"/events", []byte(`{"event":"`+event+`"}`), http.StatusCreated)
 	return err

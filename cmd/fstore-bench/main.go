@@ -161,6 +161,14 @@ func run(ctx context.Context, o options) error {
 	log.Printf("push: %.0f deliveries/s; latency p50 %s p99 %s; appends while pushing %.0f/s",
 		r.push.deliveries, r.push.latency.p50, r.push.latency.p99, r.push.appendsWhile)
 
+	log.Printf("dynamic consistency boundaries: the book-lending decision")
+	if r.dcb, err = dcbBench(ctx, c, fstoreDB, o); err != nil {
+		return err
+	}
+	log.Printf("dcb: query p50 %s p99 %s; conditional appends %.0f/s; decisions %.0f/s (%.1f%% refused), contended %.0f/s (%.1f%% refused); appends with indexes %.0f/s, without %.0f/s",
+		r.dcb.query.p50, r.dcb.query.p99, r.dcb.conditional, r.dcb.decisions, 100*r.dcb.decisionsLost,
+		r.dcb.contended, 100*r.dcb.contendedLost, r.dcb.withIndexes, r.dcb.withoutIndexes)
+
 	r.apiRSS = api.peakRSS()
 	return r.write(o)
 }

@@ -27,6 +27,7 @@ type report struct {
 	emptyPoll                  latency
 	caughtUp                   int64
 	push                       pushFigures
+	dcb                        dcbFigures
 }
 
 const (
@@ -79,6 +80,17 @@ func (r report) table() string {
 		ms(r.push.latency.p50), ms(r.push.latency.p99), check(r.push.latency.p50 <= 50*time.Millisecond), check(r.push.latency.p99 <= 250*time.Millisecond))
 	fmt.Fprintf(&b, "| single-event HTTP appends/s while a view is pushed | %.0f/s | %s of the same with no view | ≥ 0.9×: %s |\n",
 		r.push.appendsWhile, ratio(r.push.appendsWhile, r.single), check(r.push.appendsWhile >= 0.9*r.single))
+	d := r.dcb
+	fmt.Fprintf(&b, "| `POST /v1/events/query`, the book-lending decision's query (2 items), one client, store of %d events | p50 %s, p99 %s | | p50 ≤ 2 ms: %s |\n",
+		d.storeEvents, ms(d.query.p50), ms(d.query.p99), check(d.query.p50 <= 2*time.Millisecond))
+	fmt.Fprintf(&b, "| conditional appends/s (1 event, condition on its copy), %d clients, copies of their own | %.0f/s | %s of single-event appends | — |\n",
+		r.opts.clients, d.conditional, ratio(d.conditional, r.single))
+	fmt.Fprintf(&b, "| whole decisions/s (query, then conditional append), %d clients, random copies of %d | %.0f/s | %.1f%% refused by their condition | — |\n",
+		r.opts.clients, libCopies, d.decisions, 100*d.decisionsLost)
+	fmt.Fprintf(&b, "| whole decisions/s, 16 clients competing for 16 copies | %.0f/s | %.1f%% refused by their condition | — |\n",
+		d.contended, 100*d.contendedLost)
+	fmt.Fprintf(&b, "| single-event HTTP appends/s at the end of the run, with the query indexes (GIN on data, (event, offset)) | %.0f/s | %s of the same with them dropped (%.0f/s) | — |\n",
+		d.withIndexes, ratio(d.withIndexes, d.withoutIndexes), d.withoutIndexes)
 	fmt.Fprintf(&b, "| peak RSS of the API over the whole run | %.0f MiB | | < 150 MB: %s |\n", r.apiRSS, check(r.apiRSS*1.048576 < 150))
 	fmt.Fprintf(&b, "| peak RSS of the dispatcher over its run | %.0f MiB | | < 200 MB: %s |\n", r.push.rss, check(r.push.rss*1.048576 < 200))
 	return b.String()
@@ -97,6 +109,10 @@ func (r report) write(o options) error {
 			fmt.Fprintf(&b, "\nNote: %s.\n", r.seedNote)
 		}
 		b.WriteString(method)
+		fmt.Fprintf(&b, "\n## The book-lending query's plan at %d events\n\n", r.dcb.storeEvents)
+		b.WriteString("`EXPLAIN (ANALYZE, BUFFERS)` of the SQL `query_events` runs for copy `c-4242` and reader `r-77`, taken before the other DCB figures:\n\n```\n")
+		b.WriteString(r.dcb.plan)
+		b.WriteString("\n```\n")
 		b.WriteString("\n## Appends/s per thousand while streams grow\n\n| thousand | appends/s |\n|---|---|\n")
 		for i, v := range r.grow.perThousand {
 			fmt.Fprintf(&b, "| %d | %.0f |\n", i+1, v)
