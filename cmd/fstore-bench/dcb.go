@@ -34,6 +34,8 @@ type dcbFigures struct {
 	contendedLost  float64
 	withIndexes    float64 // single appends at the end of the run, DCB indexes present
 	withoutIndexes float64 // the same with them dropped
+	batchWith      float64 // batch appends (events/s) at the end of the run, indexes present
+	batchWithout   float64 // the same with them dropped
 	plan           string
 }
 
@@ -86,14 +88,20 @@ func dcbBench(ctx context.Context, c *client, dbURL string, o options) (dcbFigur
 	if f.contended, f.contendedLost, err = decide(c, 16, 16, o.duration); err != nil {
 		return f, err
 	}
-	// What the two indexes cost the plain append path, on the same store.
+	// What the two indexes cost the plain append paths, on the same store.
 	if f.withIndexes, err = singleAppends(c, o.clients, 10, o.duration); err != nil {
+		return f, err
+	}
+	if f.batchWith, err = batchLoad(c, 200_000, 100, 8); err != nil {
 		return f, err
 	}
 	if _, err := conn.Exec(ctx, `DROP INDEX events_data_idx; DROP INDEX events_event_idx`); err != nil {
 		return f, err
 	}
 	if f.withoutIndexes, err = singleAppends(c, o.clients, 10, o.duration); err != nil {
+		return f, err
+	}
+	if f.batchWithout, err = batchLoad(c, 200_000, 100, 8); err != nil {
 		return f, err
 	}
 	return f, nil

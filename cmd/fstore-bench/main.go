@@ -165,9 +165,9 @@ func run(ctx context.Context, o options) error {
 	if r.dcb, err = dcbBench(ctx, c, fstoreDB, o); err != nil {
 		return err
 	}
-	log.Printf("dcb: query p50 %s p99 %s; conditional appends %.0f/s; decisions %.0f/s (%.1f%% refused), contended %.0f/s (%.1f%% refused); appends with indexes %.0f/s, without %.0f/s",
+	log.Printf("dcb: query p50 %s p99 %s; conditional appends %.0f/s; decisions %.0f/s (%.1f%% refused), contended %.0f/s (%.1f%% refused); appends with indexes %.0f/s, without %.0f/s; batches with %.0f/s, without %.0f/s",
 		r.dcb.query.p50, r.dcb.query.p99, r.dcb.conditional, r.dcb.decisions, 100*r.dcb.decisionsLost,
-		r.dcb.contended, 100*r.dcb.contendedLost, r.dcb.withIndexes, r.dcb.withoutIndexes)
+		r.dcb.contended, 100*r.dcb.contendedLost, r.dcb.withIndexes, r.dcb.withoutIndexes, r.dcb.batchWith, r.dcb.batchWithout)
 
 	r.apiRSS = api.peakRSS()
 	return r.write(o)

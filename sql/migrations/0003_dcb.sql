@@ -33,11 +33,15 @@
 --      where the condition is not about it.
 
 -- Queries by type, and containment on data, use indexes. The GIN index keeps
--- its fast-update pending list (appends stay cheap: measured within noise of
--- no index) but bounds it to 512 kB: every query scans the whole list, and
--- at the default 4 MB a query for 10 events read 263 buffers instead of 36.
-CREATE INDEX events_event_idx ON events (event, "offset");
-CREATE INDEX events_data_idx ON events USING gin (data jsonb_path_ops) WITH (gin_pending_list_limit = 512);
+-- its fast-update pending list (appends stay cheap) but bounds it to 64 kB,
+-- the least allowed: every query reads the whole list, for every match. At
+-- the default 4 MB a query for 10 events read 263 buffers instead of 36; at
+-- 512 kB each match read 65 (docs/benchmarks.md has the plan).
+-- Building them blocks appends (about 15 s for 2 million events, measured);
+-- on a large store, build them first with CREATE INDEX CONCURRENTLY and these
+-- exact definitions (docs/operating.md), and the migration keeps them.
+CREATE INDEX IF NOT EXISTS events_event_idx ON events (event, "offset");
+CREATE INDEX IF NOT EXISTS events_data_idx ON events USING gin (data jsonb_path_ops) WITH (gin_pending_list_limit = 64);
 
 -- The write-horizon lock of a conditional append goes to a key space of its
 -- own (the two-int4 form of advisory locks, same 64-bit key), so conditional
