@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -126,5 +127,37 @@ func FuzzReadQuery(f *testing.F) {
 		send5xx(t, srv, "GET", "/v1/events/last?decider=order&decider_id="+url.QueryEscape(id), nil)
 		send5xx(t, srv, "GET", "/v1/events/"+url.PathEscape(id), nil)
 		send5xx(t, srv, "GET", "/v1/deciders/"+url.PathEscape(id), nil)
+	})
+}
+
+// Queries, and batches on a condition: never a 5xx; a refused conditional
+// batch stores nothing.
+func FuzzQueryAndCondition(f *testing.F) {
+	srv, st := fuzzServer(f)
+	for _, q := range []string{
+		`{"items":[{"types":["created"],"matches":[{"a":1}]}]}`, `{"items":[{}]}`, `{"items":[]}`, `{"items":null}`,
+		`{"items":[{"types":[]}]}`, `{"items":[{"matches":[{}]}]}`, `{"items":[{"matches":[[1]]}]}`,
+		`{"items":[{"matches":[{"a":{"b":[1,{"c":null}]}}]}]}`, `{"items":[{"types":["\u0000"]}]}`,
+		`{"items":[{"matches":[{"\u0000":1}]}]}`, `{"items":[{"types":["x"],"tags":["y"]}]}`, `[]`, `5`,
+	} {
+		f.Add([]byte(`{"query":`+q+`}`), []byte(q), int64(0))
+		f.Add([]byte(`{"query":`+q+`,"after":-3,"limit":0}`), []byte(q), int64(-1))
+	}
+	f.Fuzz(func(t *testing.T, body, query []byte, after int64) {
+		send5xx(t, srv, "POST", "/v1/events/query", body)
+		before, err := st.ReadEvents(t.Context(), store.ReadQuery{Limit: 10000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch := append([]byte(`{"events":[`+bodySeeds[0]+`],"condition":{"query":`), query...)
+		batch = append(batch, []byte(`,"after":`+strconv.FormatInt(after, 10)+`}}`)...)
+		status := send5xx(t, srv, "POST", "/v1/events/batch", batch)
+		after2, err := st.ReadEvents(t.Context(), store.ReadQuery{Limit: 10000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if status >= 400 && len(after2) != len(before) {
+			t.Fatalf("a refused conditional batch (%d) stored %d events", status, len(after2)-len(before))
+		}
 	})
 }

@@ -89,6 +89,8 @@ func TestReadOnlyKeys(t *testing.T) {
 		assert.Equal(t, 200, a.do("GET", get, nil).Status, get)
 	}
 	assert.Equal(t, 200, a.do("POST", "/v1/views/orders/stream", nil).Status, "consuming is reading")
+	assert.Equal(t, 200, a.do("POST", "/v1/events/query", map[string]any{"query": map[string]any{"items": []any{map[string]any{}}}}).Status,
+		"a query is a read")
 	for name, call := range map[string][2]string{
 		"register": {"POST", "/v1/deciders/order/events"}, "append": {"POST", "/v1/events"},
 		"batch": {"POST", "/v1/events/batch"}, "view": {"PUT", "/v1/views/other"},
