@@ -226,14 +226,9 @@ func TestConditionalAppendsWaitOnlyWhenTheyOverlap(t *testing.T) {
 	t.Parallel()
 	s := storetest.NewStore(t)
 	register(t, s, "library", libraryTypes...)
-	conn, err := pgx.Connect(ctx, storetest.URL(t, s))
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close(ctx) })
-
 	// An open conditional append lending c-1, by hand.
-	tx, err := conn.Begin(ctx)
-	require.NoError(t, err)
-	defer tx.Rollback(ctx) //nolint:errcheck
+	tx := handTx(t, s)
+	var err error
 	q1, _ := json.Marshal(bookQuery("c-1"))
 	_, err = tx.Exec(ctx, `SELECT * FROM append_events_if($1, $2, 0)`,
 		fmt.Sprintf(`[{"event":"copy_lent","event_id":%q,"decider":"library","decider_id":"loan-a","data":{"copy_id":"c-1"},"command_id":%q,"previous_id":null}]`,
@@ -261,6 +256,19 @@ func TestConditionalAppendsWaitOnlyWhenTheyOverlap(t *testing.T) {
 	}
 	require.NoError(t, tx.Commit(ctx))
 	assert.ErrorIs(t, <-same, store.ErrConditionFailed)
+}
+
+// handTx opens a transaction on a connection of its own to s's database,
+// for a test to play a writer by hand; rolled back at the end unless committed.
+func handTx(t *testing.T, s *store.Store) pgx.Tx {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, storetest.URL(t, s))
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close(ctx) })
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tx.Rollback(ctx) })
+	return tx
 }
 
 // waitForLockWait returns once a backend of s's database waits for a lock.
@@ -357,13 +365,8 @@ func TestConditionWaitsForUncommittedWriters(t *testing.T) {
 	t.Parallel()
 	s := storetest.NewStore(t)
 	register(t, s, "library", libraryTypes...)
-	conn, err := pgx.Connect(ctx, storetest.URL(t, s))
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close(ctx) })
-
-	tx, err := conn.Begin(ctx)
-	require.NoError(t, err)
-	defer tx.Rollback(ctx) //nolint:errcheck
+	tx := handTx(t, s)
+	var err error
 	var pending int64
 	require.NoError(t, tx.QueryRow(ctx, `SELECT "offset" FROM append_event('copy_returned', $1, 'library', 'ret-1',
 		'{"copy_id":"c-1"}', $2, NULL)`, uuid.New(), uuid.New()).Scan(&pending))
@@ -388,14 +391,9 @@ func TestPlainAppendWaitsForConditionalOnOneStream(t *testing.T) {
 	t.Parallel()
 	s := storetest.NewStore(t)
 	register(t, s, "library", libraryTypes...)
-	conn, err := pgx.Connect(ctx, storetest.URL(t, s))
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close(ctx) })
-
 	// The conditional append, by hand, up to its check.
-	tx, err := conn.Begin(ctx)
-	require.NoError(t, err)
-	defer tx.Rollback(ctx) //nolint:errcheck
+	tx := handTx(t, s)
+	var err error
 	q, _ := json.Marshal(bookQuery("c-1"))
 	id := uuid.New()
 	_, err = tx.Exec(ctx, `SELECT fstore_condition_lock($1, '{copy_lent}', '{"{\"copy_id\":\"c-1\"}"}')`, q)
@@ -425,14 +423,9 @@ func TestConditionalAppendDeadlockIsRetried(t *testing.T) {
 	t.Parallel()
 	s := storetest.NewStore(t)
 	register(t, s, "library", libraryTypes...)
-	conn, err := pgx.Connect(ctx, storetest.URL(t, s))
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close(ctx) })
-
 	// An unconditional writer, by hand, with an event below the decision's.
-	tx, err := conn.Begin(ctx)
-	require.NoError(t, err)
-	defer tx.Rollback(ctx) //nolint:errcheck
+	tx := handTx(t, s)
+	var err error
 	_, err = tx.Exec(ctx, `SELECT append_event('copy_added', $1, 'library', 'elsewhere', '{}', $2, NULL)`, uuid.New(), uuid.New())
 	require.NoError(t, err)
 
