@@ -108,22 +108,22 @@ func (s *Store) AppendEventsIf(ctx context.Context, evs []NewEvent, cond Conditi
 	if err != nil {
 		return AppendResult{}, err
 	}
-	var res AppendResult
-	for attempt := 0; ; attempt++ {
-		res, err = s.appendIf(ctx, evs, query, cond.After)
-		// A conditional append waits for the unconditional writers below its
-		// offsets; one of them waiting for it in turn (the same stream, the
-		// same event_id) is a deadlock PostgreSQL breaks by cancelling one.
-		// Either is answered correctly by running again.
-		if !isDeadlock(err) || attempt == 2 {
-			break
-		}
-	}
+	// A conditional append waits for the unconditional writers below its
+	// offsets; one of them waiting for it in turn (the same stream, the same
+	// event_id) is a deadlock PostgreSQL breaks by cancelling one. Either is
+	// answered correctly by running again.
+	res, err := retryDeadlocks(func() (AppendResult, error) { return s.appendIf(ctx, evs, query, cond.After) })
 	if err == nil && res.Created {
 		s.watch.bump()
 	}
 	return res, err
 }
+
+// The steps of a conditional append around its INSERT (0003_dcb.sql).
+const (
+	conditionLockSQL   = `SELECT fstore_condition_lock($1, $2, $3::text[]::jsonb[])`
+	conditionAssertSQL = `SELECT fstore_condition_assert($1, $2, $3)`
+)
 
 func (s *Store) appendIf(ctx context.Context, evs []NewEvent, query []byte, after int64) (AppendResult, error) {
 	if len(evs) == 0 {
@@ -137,9 +137,9 @@ func (s *Store) appendIf(ctx context.Context, evs []NewEvent, query []byte, afte
 	// One round trip: the three statements run in the implicit transaction
 	// of one pipeline, which a failing statement rolls back whole.
 	b := &pgx.Batch{}
-	b.Queue(`SELECT fstore_condition_lock($1, $2, $3::text[]::jsonb[])`, query, types, data)
+	b.Queue(conditionLockSQL, query, types, data)
 	b.Queue(appendBatchSQL, columns(evs)...)
-	b.Queue(`SELECT fstore_condition_assert($1, $2, $3)`, query, after, ids)
+	b.Queue(conditionAssertSQL, query, after, ids)
 	res, err := s.runConditional(ctx, b, evs, after)
 	if err == nil || errors.Is(err, ErrConditionFailed) {
 		return res, err
@@ -192,7 +192,7 @@ func (s *Store) appendIfOneByOne(ctx context.Context, evs []NewEvent, query []by
 	types, data []string, ids []uuid.UUID) (AppendResult, error) {
 	var res AppendResult
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT fstore_condition_lock($1, $2, $3::text[]::jsonb[])`, query, types, data); err != nil {
+		if _, err := tx.Exec(ctx, conditionLockSQL, query, types, data); err != nil {
 			return interpretError(err)
 		}
 		var err error
@@ -201,7 +201,7 @@ func (s *Store) appendIfOneByOne(ctx context.Context, evs []NewEvent, query []by
 			// Nothing new: a retry of an append that went through.
 			return err
 		}
-		if _, err := tx.Exec(ctx, `SELECT fstore_condition_assert($1, $2, $3)`, query, after, ids); err != nil {
+		if _, err := tx.Exec(ctx, conditionAssertSQL, query, after, ids); err != nil {
 			if err = conditionError(err, after); errors.Is(err, ErrConditionFailed) {
 				return err
 			}
@@ -210,6 +210,17 @@ func (s *Store) appendIfOneByOne(ctx context.Context, evs []NewEvent, query []by
 		return nil
 	})
 	return res, err
+}
+
+// retryDeadlocks runs f again, up to twice, while PostgreSQL cancels it to
+// break a deadlock: the cycle is gone by then, so the next run's answer is
+// the true one.
+func retryDeadlocks[T any](f func() (T, error)) (T, error) {
+	v, err := f()
+	for attempt := 0; isDeadlock(err) && attempt < 2; attempt++ {
+		v, err = f()
+	}
+	return v, err
 }
 
 func isDeadlock(err error) bool {

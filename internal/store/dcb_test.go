@@ -258,6 +258,49 @@ func TestConditionalAppendsWaitOnlyWhenTheyOverlap(t *testing.T) {
 	assert.ErrorIs(t, <-same, store.ErrConditionFailed)
 }
 
+// Conditions that cannot be keyed take the global key: a query with an item
+// that matches every event, and an append with more than 64 keys. Each waits
+// for a pending conditional append it cannot tell apart, then sees its event.
+func TestGlobalKeyConditionsWait(t *testing.T) {
+	t.Parallel()
+	fields := map[string]int{}
+	for i := range 70 {
+		fields[fmt.Sprintf("f%d", i)] = i
+	}
+	many, _ := json.Marshal(fields)
+	for name, tc := range map[string]struct {
+		query store.Query
+		data  string
+	}{
+		"match-all item":    {store.Query{Items: []store.QueryItem{{}}}, `{"copy_id":"c-9"}`},
+		"more than 64 keys": {bookQuery("c-1"), string(many)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s := storetest.NewStore(t)
+			register(t, s, "library", libraryTypes...)
+			tx := handTx(t, s)
+			q1, _ := json.Marshal(bookQuery("c-1"))
+			var pending int64
+			require.NoError(t, tx.QueryRow(ctx, `SELECT "offset" FROM append_events_if($1, $2, 0)`,
+				fmt.Sprintf(`[{"event":"copy_lent","event_id":%q,"decider":"library","decider_id":"loan-a","data":{"copy_id":"c-1"},"command_id":%q,"previous_id":null}]`,
+					uuid.New(), uuid.New()), q1).Scan(&pending))
+
+			done := make(chan error, 1)
+			go func() {
+				_, err := s.AppendEventsIf(ctx, []store.NewEvent{lib("copy_lent", "loan-b", tc.data)},
+					store.Condition{Query: tc.query, After: 0})
+				done <- err
+			}()
+			waitForLockWait(t, s)
+			require.NoError(t, tx.Commit(ctx))
+			var ce *store.ConditionError
+			require.ErrorAs(t, <-done, &ce)
+			assert.Equal(t, pending, ce.Offset)
+		})
+	}
+}
+
 // handTx opens a transaction on a connection of its own to s's database,
 // for a test to play a writer by hand; rolled back at the end unless committed.
 func handTx(t *testing.T, s *store.Store) pgx.Tx {

@@ -155,12 +155,9 @@ func collectEvents(rows pgx.Rows) ([]Event, error) {
 // ErrNotRegistered, ErrConcurrencyConflict (with the stream's last event),
 // ErrStreamFinal, ErrDuplicateEventID or ErrInvalid; or ErrUnavailable.
 func (s *Store) AppendEvents(ctx context.Context, evs []NewEvent) (AppendResult, error) {
-	res, err := s.appendEvents(ctx, evs)
-	for attempt := 0; isDeadlock(err) && attempt < 2; attempt++ {
-		// A conditional append waiting for this one while this one waits
-		// for it (see AppendEventsIf): PostgreSQL cancelled one of the two.
-		res, err = s.appendEvents(ctx, evs)
-	}
+	// A conditional append waiting for this one while this one waits for it
+	// (see AppendEventsIf): PostgreSQL cancelled one of the two.
+	res, err := retryDeadlocks(func() (AppendResult, error) { return s.appendEvents(ctx, evs) })
 	if err == nil && res.Created {
 		s.watch.bump()
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -215,12 +216,11 @@ func (s *Store) viewStatus(ctx context.Context, name string) (ViewStatus, error)
 
 // DeleteView removes a view and its progress; ErrNotFound when it does not exist.
 func (s *Store) DeleteView(ctx context.Context, name string) error {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM views WHERE view = $1`, name)
-	for attempt := 0; isDeadlock(err) && attempt < 2; attempt++ {
-		// The cascade to view_partitions locks rows in another order than a
-		// consumer or the dispatcher leasing them; PostgreSQL cancelled one.
-		tag, err = s.pool.Exec(ctx, `DELETE FROM views WHERE view = $1`, name)
-	}
+	// The cascade to view_partitions locks rows in another order than a
+	// consumer or the dispatcher leasing them; PostgreSQL cancels one.
+	tag, err := retryDeadlocks(func() (pgconn.CommandTag, error) {
+		return s.pool.Exec(ctx, `DELETE FROM views WHERE view = $1`, name)
+	})
 	if err != nil {
 		return interpretError(err)
 	}
