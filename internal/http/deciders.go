@@ -51,7 +51,7 @@ type decidersResponse struct {
 //	@Security		bearer
 //	@Router			/v1/deciders/{decider}/events [post]
 func (s *Server) registerEventType(w http.ResponseWriter, r *http.Request) {
-	decider, err := pathParam(r, "decider", validName)
+	decider, err := pathParam(r, "decider")
 	if err != nil {
 		writeProblem(w, r, err)
 		return
@@ -116,7 +116,7 @@ func (s *Server) listDeciders(w http.ResponseWriter, r *http.Request) {
 //	@Security	bearer
 //	@Router		/v1/deciders/{decider} [get]
 func (s *Server) getDecider(w http.ResponseWriter, r *http.Request) {
-	decider, err := pathParam(r, "decider", validName)
+	decider, err := pathParam(r, "decider")
 	if err != nil {
 		writeProblem(w, r, err)
 		return

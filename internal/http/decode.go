@@ -8,11 +8,16 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/go-chi/chi/v5"
 	"github.com/go-playground/validator/v10"
 	"github.com/google/uuid"
 )
@@ -32,22 +37,27 @@ func newValidator() *validator.Validate {
 		}
 		return name
 	})
-	// name: 1..255 characters, none of them a control character.
+	// name: nameRule, for names and keys alike.
 	_ = v.RegisterValidation("name", func(fl validator.FieldLevel) bool { return validName(fl.Field().String()) })
-	// key: 1..255 characters, no NUL (PostgreSQL text cannot hold it).
-	_ = v.RegisterValidation("key", func(fl validator.FieldLevel) bool { return validKey(fl.Field().String()) })
 	// uuid: a UUID in its 36-character form; uuid.Parse is far cheaper than
 	// the validator's regular expression, on the append hot path.
 	_ = v.RegisterValidation("uuid36", func(fl validator.FieldLevel) bool {
-		s := fl.Field().String()
-		_, err := uuid.Parse(s)
-		return err == nil && len(s) == 36
+		_, ok := parseUUID(fl.Field().String())
+		return ok
 	})
 	return v
 }
 
+// nameRule is the one rule for names and keys (decider, event, view,
+// decider_id, tags): they end up in URLs, logs and SQL, so they are 1 to 255
+// Unicode characters with no control character (U+0000–U+001F,
+// U+007F–U+009F: no NUL, newline or escape sequence).
+const nameRule = "must be 1 to 255 characters, with no control characters"
+
+// validName reports whether s follows nameRule.
 func validName(s string) bool {
-	if !validKey(s) {
+	n := utf8.RuneCountInString(s)
+	if n < 1 || n > 255 || !utf8.ValidString(s) {
 		return false
 	}
 	for _, r := range s {
@@ -58,9 +68,14 @@ func validName(s string) bool {
 	return true
 }
 
-func validKey(s string) bool {
-	n := utf8.RuneCountInString(s)
-	return n >= 1 && n <= 255 && utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+// uuidRule is the message for a malformed UUID.
+const uuidRule = "must be a UUID such as 3f2a7c9e-0b1d-4e5f-8a9b-0c1d2e3f4a5b"
+
+// parseUUID parses a UUID in its canonical 36-character form only (uuid.Parse
+// also takes braces, urn: and 32 hex digits).
+func parseUUID(s string) (uuid.UUID, bool) {
+	id, err := uuid.Parse(s)
+	return id, err == nil && len(s) == 36
 }
 
 // messages explain each validation tag in words a client can act on.
@@ -69,11 +84,9 @@ func message(fe validator.FieldError) string {
 	case "required":
 		return "is required"
 	case "name":
-		return "must be 1 to 255 characters, with no control characters"
-	case "key":
-		return "must be 1 to 255 characters, with no NUL character"
+		return nameRule
 	case "uuid36":
-		return "must be a UUID such as 3f2a7c9e-0b1d-4e5f-8a9b-0c1d2e3f4a5b"
+		return uuidRule
 	case "min":
 		if fe.Kind() == reflect.Slice {
 			return "must have at least " + fe.Param() + " items"
@@ -130,6 +143,12 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, maxBytes int64, dst any)
 	case !utf8.Valid(body):
 		return badRequest("the request body is not valid UTF-8")
 	}
+	if json.Valid(body) {
+		if at := loneSurrogate(body); at >= 0 {
+			return badRequest("a string holds a lone UTF-16 surrogate", FieldError{Field: jsonPathAt(body, at),
+				Message: `must not contain half of a UTF-16 surrogate pair (\ud800 to \udfff alone): it is not a character`})
+		}
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
@@ -170,6 +189,9 @@ func jsonProblem(err error) *Problem {
 func (fe *FieldError) Error() string { return fe.Field + " " + fe.Message }
 
 func jsonKind(t reflect.Type) string {
+	if t == reflect.TypeFor[timestamp]() {
+		return timestampRule
+	}
 	switch t.Kind() {
 	case reflect.String:
 		return "a string"
@@ -220,4 +242,193 @@ func checkData(data json.RawMessage) string {
 		}
 	}
 	return ""
+}
+
+// Read limits of GET /v1/events and POST /v1/events/query, and the size of
+// a batch.
+const (
+	defaultReadLimit = 1000
+	maxReadLimit     = 10000
+	maxBatchEvents   = 1000
+)
+
+// intParam parses an optional integer query parameter within [lo, hi].
+func intParam(q url.Values, name string, def, lo, hi int64) (int64, *FieldError) {
+	if !q.Has(name) {
+		return def, nil
+	}
+	v, err := strconv.ParseInt(q.Get(name), 10, 64)
+	if err != nil || v < lo || v > hi {
+		return def, &FieldError{Field: name, Message: fmt.Sprintf("must be an integer from %d to %d", lo, hi)}
+	}
+	return v, nil
+}
+
+// pathParam returns a URL path parameter, unescaped and checked by nameRule.
+func pathParam(r *http.Request, name string) (string, error) {
+	v, err := url.PathUnescape(chi.URLParam(r, name))
+	if err != nil || !validName(v) {
+		return "", badRequest("invalid path parameter", FieldError{Field: name, Message: nameRule})
+	}
+	return v, nil
+}
+
+// queryParams refuses query parameters a route does not take: a misspelt
+// one (?afterr=0) would otherwise be ignored and change the answer silently.
+// The route table gives each route its parameters.
+func queryParams(known ...string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var errs []FieldError
+			for name := range r.URL.Query() {
+				if !slices.Contains(known, name) {
+					msg := "is not a parameter of this route, which takes none"
+					if len(known) > 0 {
+						msg = "is not a parameter of this route, which takes " + strings.Join(known, ", ")
+					}
+					errs = append(errs, FieldError{Field: name, Message: msg})
+				}
+			}
+			if len(errs) > 0 {
+				slices.SortFunc(errs, func(a, b FieldError) int { return strings.Compare(a.Field, b.Field) })
+				writeProblem(w, r, badRequest("unknown query parameter", errs...))
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// decodeAndValidate decodes the body into dst and runs its validate tags.
+func decodeAndValidate(w http.ResponseWriter, r *http.Request, maxBytes int64, dst any) error {
+	if err := decodeJSON(w, r, maxBytes, dst); err != nil {
+		return err
+	}
+	if errs := validateStruct(dst); len(errs) > 0 {
+		return badRequest("the request is invalid", errs...)
+	}
+	return nil
+}
+
+// timestamp is a request field holding an RFC 3339 time with a time zone.
+// A value that is not one is refused naming the field (encoding/json fills
+// in the path of an *json.UnmarshalTypeError), not as malformed JSON.
+type timestamp struct{ time.Time }
+
+// timestampRule describes a valid timestamp.
+const timestampRule = "an RFC 3339 timestamp with a time zone, such as 2026-01-02T15:04:05Z"
+
+// UnmarshalJSON parses an RFC 3339 string.
+func (t *timestamp) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		if parsed, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			t.Time = parsed
+			return nil
+		}
+	}
+	return &json.UnmarshalTypeError{Value: string(b), Type: reflect.TypeFor[timestamp]()}
+}
+
+// loneSurrogate returns the offset of the first \u escape in a JSON string
+// of body that is half of a UTF-16 surrogate pair without the other half, or
+// -1. encoding/json would turn it into U+FFFD silently, and PostgreSQL's
+// jsonb refuses it.
+func loneSurrogate(body []byte) int {
+	inString := false
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if !inString {
+			inString = c == '"'
+			continue
+		}
+		switch c {
+		case '"':
+			inString = false
+		case '\\':
+			if cp, ok := hexEscape(body, i); ok && cp >= 0xD800 && cp <= 0xDFFF {
+				if next, ok := hexEscape(body, i+6); cp <= 0xDBFF && ok && next >= 0xDC00 && next <= 0xDFFF {
+					i += 11 // a valid pair
+					continue
+				}
+				return i
+			}
+			i++ // skip the escaped character
+		}
+	}
+	return -1
+}
+
+// hexEscape decodes a \uXXXX escape at body[i:].
+func hexEscape(body []byte, i int) (int, bool) {
+	if i+6 > len(body) || body[i] != '\\' || body[i+1] != 'u' {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(string(body[i+2:i+6]), 16, 16)
+	return int(v), err == nil
+}
+
+// jsonPathAt returns the path ("events[2].data.note") of the key or value
+// of body (valid JSON) that holds byte offset off.
+func jsonPathAt(body []byte, off int) string {
+	type frame struct {
+		array   bool
+		index   int
+		key     string
+		wantKey bool
+	}
+	var stack []frame
+	render := func() string {
+		var b strings.Builder
+		for _, f := range stack {
+			if f.array {
+				fmt.Fprintf(&b, "[%d]", f.index)
+			} else {
+				if b.Len() > 0 {
+					b.WriteByte('.')
+				}
+				b.WriteString(f.key)
+			}
+		}
+		return b.String()
+	}
+	consumed := func() {
+		if n := len(stack); n > 0 {
+			if stack[n-1].array {
+				stack[n-1].index++
+			} else {
+				stack[n-1].wantKey = true
+			}
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return render()
+		}
+		end := int(dec.InputOffset())
+		if n := len(stack); n > 0 && !stack[n-1].array && stack[n-1].wantKey {
+			if key, ok := tok.(string); ok {
+				stack[n-1].key, stack[n-1].wantKey = key, false
+				if end > off {
+					return render()
+				}
+				continue
+			}
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			stack = append(stack, frame{array: tok == json.Delim('['), wantKey: tok == json.Delim('{')})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			consumed()
+		default:
+			if end > off {
+				return render()
+			}
+			consumed()
+		}
+	}
 }

@@ -6,20 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
-	"strconv"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
 	"github.com/fstore/fstore/internal/store"
-)
-
-// Read limits of GET /v1/events.
-const (
-	defaultReadLimit = 1000
-	maxReadLimit     = 10000
-	maxBatchEvents   = 1000
 )
 
 // appendEventRequest is one event to append.
@@ -32,7 +23,7 @@ type appendEventRequest struct {
 	EventVersion *int64 `json:"event_version,omitempty" validate:"omitnil,min=1" example:"1" minimum:"1"`
 	Decider      string `json:"decider" validate:"required,name" example:"order"`
 	// The stream's business key.
-	DeciderID string `json:"decider_id" validate:"required,key" example:"order-1042"`
+	DeciderID string `json:"decider_id" validate:"required,name" example:"order-1042"`
 	// The payload: any JSON value but null.
 	Data      json.RawMessage `json:"data" binding:"required" swaggertype:"object"`
 	CommandID string          `json:"command_id" validate:"required,uuid36" example:"0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f" format:"uuid"`
@@ -101,9 +92,9 @@ func (req appendEventRequest) toNewEvent(prefix string) (store.NewEvent, []Field
 		errs = append(errs, FieldError{Field: prefix + "previous_id",
 			Message: "is required: null for a stream's first event, else the stream's last event_id"})
 	case req.PreviousID.value != nil:
-		id, err := uuid.Parse(*req.PreviousID.value)
-		if err != nil || len(*req.PreviousID.value) != 36 {
-			errs = append(errs, FieldError{Field: prefix + "previous_id", Message: "must be a UUID or null"})
+		id, ok := parseUUID(*req.PreviousID.value)
+		if !ok {
+			errs = append(errs, FieldError{Field: prefix + "previous_id", Message: uuidRule + ", or null"})
 		}
 		ev.PreviousID = &id
 	}
@@ -261,12 +252,12 @@ func (s *Server) readEvents(w http.ResponseWriter, r *http.Request) {
 	var errs []FieldError
 	rq := store.ReadQuery{Decider: q.Get("decider"), DeciderID: q.Get("decider_id"), Limit: defaultReadLimit}
 	if q.Has("decider") && !validName(rq.Decider) {
-		errs = append(errs, FieldError{Field: "decider", Message: "must be 1 to 255 characters, with no control characters"})
+		errs = append(errs, FieldError{Field: "decider", Message: nameRule})
 	}
 	if q.Has("decider_id") {
 		switch {
-		case !validKey(rq.DeciderID):
-			errs = append(errs, FieldError{Field: "decider_id", Message: "must be 1 to 255 characters, with no NUL character"})
+		case !validName(rq.DeciderID):
+			errs = append(errs, FieldError{Field: "decider_id", Message: nameRule})
 		case !q.Has("decider"):
 			errs = append(errs, FieldError{Field: "decider_id", Message: "needs decider: a stream is (decider, decider_id)"})
 		}
@@ -314,11 +305,10 @@ func (s *Server) readEvents(w http.ResponseWriter, r *http.Request) {
 func (s *Server) lastEvent(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var errs []FieldError
-	if !validName(q.Get("decider")) {
-		errs = append(errs, FieldError{Field: "decider", Message: "is required: 1 to 255 characters, with no control characters"})
-	}
-	if !validKey(q.Get("decider_id")) {
-		errs = append(errs, FieldError{Field: "decider_id", Message: "is required: 1 to 255 characters, with no NUL character"})
+	for _, name := range []string{"decider", "decider_id"} {
+		if !validName(q.Get(name)) {
+			errs = append(errs, FieldError{Field: name, Message: "is required and " + nameRule})
+		}
 	}
 	if len(errs) > 0 {
 		writeProblem(w, r, badRequest("invalid query parameters", errs...))
@@ -347,10 +337,9 @@ func (s *Server) lastEvent(w http.ResponseWriter, r *http.Request) {
 //	@Security	bearer
 //	@Router		/v1/events/{event_id} [get]
 func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
-	raw := chi.URLParam(r, "event_id")
-	id, err := uuid.Parse(raw)
-	if err != nil || len(raw) != 36 {
-		writeProblem(w, r, badRequest("invalid event id", FieldError{Field: "event_id", Message: "must be a UUID"}))
+	id, ok := parseUUID(chi.URLParam(r, "event_id"))
+	if !ok {
+		writeProblem(w, r, badRequest("invalid event id", FieldError{Field: "event_id", Message: uuidRule}))
 		return
 	}
 	ev, err := s.store.GetEvent(r.Context(), id)
@@ -359,38 +348,4 @@ func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, ev)
-}
-
-// intParam parses an optional integer query parameter within [lo, hi].
-func intParam(q url.Values, name string, def, lo, hi int64) (int64, *FieldError) {
-	if !q.Has(name) {
-		return def, nil
-	}
-	v, err := strconv.ParseInt(q.Get(name), 10, 64)
-	if err != nil || v < lo || v > hi {
-		return def, &FieldError{Field: name, Message: fmt.Sprintf("must be an integer from %d to %d", lo, hi)}
-	}
-	return v, nil
-}
-
-// pathParam returns a URL path parameter, unescaped and checked by valid.
-func pathParam(r *http.Request, name string, valid func(string) bool) (string, error) {
-	raw := chi.URLParam(r, name)
-	v, err := url.PathUnescape(raw)
-	if err != nil || !valid(v) {
-		return "", badRequest("invalid path parameter",
-			FieldError{Field: name, Message: "must be 1 to 255 characters, with no control characters"})
-	}
-	return v, nil
-}
-
-// decodeAndValidate decodes the body into dst and runs its validate tags.
-func decodeAndValidate(w http.ResponseWriter, r *http.Request, maxBytes int64, dst any) error {
-	if err := decodeJSON(w, r, maxBytes, dst); err != nil {
-		return err
-	}
-	if errs := validateStruct(dst); len(errs) > 0 {
-		return badRequest("the request is invalid", errs...)
-	}
-	return nil
 }

@@ -82,7 +82,7 @@ func (q *eventQuery) toStore(prefix string) (store.Query, []FieldError) {
 		}
 		for j, t := range it.Types {
 			if !validName(t) {
-				bad(fmt.Sprintf("%stypes[%d]", at, j), "must be 1 to 255 characters, with no control characters")
+				bad(fmt.Sprintf("%stypes[%d]", at, j), nameRule)
 			}
 		}
 		if it.Matches != nil && (len(it.Matches) == 0 || len(it.Matches) > maxQueryMatches) {

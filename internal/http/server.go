@@ -120,22 +120,24 @@ func (s *Server) Handler() http.Handler {
 
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(bearerAuth(s.opts.APIKeys))
+		// Each route names the query parameters it takes; any other is a 400.
+		none := queryParams()
 		// Reading and consuming: any key.
-		r.Get("/deciders", s.listDeciders)
-		r.Get("/deciders/{decider}", s.getDecider)
-		r.Get("/events", s.readEvents)
-		r.Get("/events/last", s.lastEvent)
-		r.Get("/events/{event_id}", s.getEvent)
-		r.Post("/events/query", s.queryEvents)
-		r.Get("/views", s.listViews)
-		r.Get("/views/{view}", s.getView)
-		r.Post("/views/{view}/stream", s.streamEvents)
-		r.Post("/views/{view}/ack", s.ackEvent)
-		r.Post("/views/{view}/nack", s.nackEvent)
+		r.With(none).Get("/deciders", s.listDeciders)
+		r.With(none).Get("/deciders/{decider}", s.getDecider)
+		r.With(queryParams("decider", "decider_id", "after", "limit")).Get("/events", s.readEvents)
+		r.With(queryParams("decider", "decider_id")).Get("/events/last", s.lastEvent)
+		r.With(none).Get("/events/{event_id}", s.getEvent)
+		r.With(none).Post("/events/query", s.queryEvents)
+		r.With(none).Get("/views", s.listViews)
+		r.With(none).Get("/views/{view}", s.getView)
+		r.With(none).Post("/views/{view}/stream", s.streamEvents)
+		r.With(none).Post("/views/{view}/ack", s.ackEvent)
+		r.With(none).Post("/views/{view}/nack", s.nackEvent)
 
 		// Appending and registering: read-write keys only.
 		r.Group(func(r chi.Router) {
-			r.Use(requireWrite)
+			r.Use(requireWrite, none)
 			r.Post("/deciders/{decider}/events", s.registerEventType)
 			r.Post("/events", s.appendEvent)
 			r.Post("/events/batch", s.appendBatch)

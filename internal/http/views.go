@@ -24,7 +24,7 @@ type registerViewRequest struct {
 	// Deliver events created from this time on; not in the future. Omitted:
 	// now for a new view, unchanged for an existing one. Another start_at
 	// than the view's moves every partition's progress to it (replay or skip).
-	StartAt *time.Time `json:"start_at,omitempty" format:"date-time"`
+	StartAt *timestamp `json:"start_at,omitempty" swaggertype:"string" format:"date-time"`
 	// Lease length in seconds; default 300.
 	LockTimeoutS *int64 `json:"lock_timeout_s,omitempty" validate:"omitnil,min=1,max=86400" minimum:"1" maximum:"86400" example:"60"`
 	// For the dispatcher: how often to poll when it hears of no new events.
@@ -61,7 +61,7 @@ type leasedEvents struct {
 // ackRequest is the body of POST /v1/views/{view}/ack.
 type ackRequest struct {
 	Decider   string `json:"decider" validate:"required,name" example:"order"`
-	DeciderID string `json:"decider_id" validate:"required,key" example:"order-1042"`
+	DeciderID string `json:"decider_id" validate:"required,name" example:"order-1042"`
 	// Processed up to and including this offset, one handed out in the lease.
 	Offset  int64  `json:"offset" validate:"required,min=1" minimum:"1" example:"1042" format:"int64"`
 	LeaseID string `json:"lease_id" validate:"required,uuid36" format:"uuid"`
@@ -70,7 +70,7 @@ type ackRequest struct {
 // nackRequest is the body of POST /v1/views/{view}/nack.
 type nackRequest struct {
 	Decider   string `json:"decider" validate:"required,name" example:"order"`
-	DeciderID string `json:"decider_id" validate:"required,key" example:"order-1042"`
+	DeciderID string `json:"decider_id" validate:"required,name" example:"order-1042"`
 	LeaseID   string `json:"lease_id" validate:"required,uuid36" format:"uuid"`
 	// Lease the partition again only after this many milliseconds; default 0.
 	RetryAfterMs *int64 `json:"retry_after_ms,omitempty" validate:"omitnil,min=0,max=86400000" minimum:"0" maximum:"86400000"`
@@ -97,7 +97,7 @@ type nackRequest struct {
 //	@Security		bearer
 //	@Router			/v1/views/{view} [put]
 func (s *Server) registerView(w http.ResponseWriter, r *http.Request) {
-	name, err := pathParam(r, "view", validName)
+	name, err := pathParam(r, "view")
 	if err != nil {
 		writeProblem(w, r, err)
 		return
@@ -108,7 +108,11 @@ func (s *Server) registerView(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var errs []FieldError
-	if req.StartAt != nil && req.StartAt.After(time.Now().Add(time.Minute)) {
+	var startAt *time.Time
+	if req.StartAt != nil {
+		startAt = &req.StartAt.Time
+	}
+	if startAt != nil && startAt.After(time.Now().Add(time.Minute)) {
 		errs = append(errs, FieldError{Field: "start_at", Message: "must not be in the future"})
 	}
 	if req.EdgeFunctionURL != nil {
@@ -123,7 +127,7 @@ func (s *Server) registerView(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, badRequest("the view is invalid", errs...))
 		return
 	}
-	reg := store.ViewRegistration{View: name, StartAt: req.StartAt, LockTimeoutS: 300,
+	reg := store.ViewRegistration{View: name, StartAt: startAt, LockTimeoutS: 300,
 		PoolingDelayS: req.PoolingDelayS, EdgeFunctionURL: req.EdgeFunctionURL, Secret: req.Secret}
 	if req.LockTimeoutS != nil {
 		reg.LockTimeoutS = *req.LockTimeoutS
@@ -186,7 +190,7 @@ func (s *Server) listViews(w http.ResponseWriter, r *http.Request) {
 //	@Security		bearer
 //	@Router			/v1/views/{view} [get]
 func (s *Server) getView(w http.ResponseWriter, r *http.Request) {
-	name, err := pathParam(r, "view", validName)
+	name, err := pathParam(r, "view")
 	if err != nil {
 		writeProblem(w, r, err)
 		return
@@ -214,7 +218,7 @@ func (s *Server) getView(w http.ResponseWriter, r *http.Request) {
 //	@Security	bearer
 //	@Router		/v1/views/{view} [delete]
 func (s *Server) deleteView(w http.ResponseWriter, r *http.Request) {
-	name, err := pathParam(r, "view", validName)
+	name, err := pathParam(r, "view")
 	if err != nil {
 		writeProblem(w, r, err)
 		return
@@ -246,7 +250,7 @@ func (s *Server) deleteView(w http.ResponseWriter, r *http.Request) {
 //	@Security		bearer
 //	@Router			/v1/views/{view}/stream [post]
 func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
-	name, err := pathParam(r, "view", validName)
+	name, err := pathParam(r, "view")
 	if err != nil {
 		writeProblem(w, r, err)
 		return
@@ -337,7 +341,7 @@ func (s *Server) leaseOrWait(r *http.Request, view string, lr store.LeaseRequest
 //	@Security		bearer
 //	@Router			/v1/views/{view}/ack [post]
 func (s *Server) ackEvent(w http.ResponseWriter, r *http.Request) {
-	name, err := pathParam(r, "view", validName)
+	name, err := pathParam(r, "view")
 	if err != nil {
 		writeProblem(w, r, err)
 		return
@@ -376,7 +380,7 @@ func (s *Server) ackEvent(w http.ResponseWriter, r *http.Request) {
 //	@Security		bearer
 //	@Router			/v1/views/{view}/nack [post]
 func (s *Server) nackEvent(w http.ResponseWriter, r *http.Request) {
-	name, err := pathParam(r, "view", validName)
+	name, err := pathParam(r, "view")
 	if err != nil {
 		writeProblem(w, r, err)
 		return
@@ -416,17 +420,17 @@ func (s *Server) nackEvent(w http.ResponseWriter, r *http.Request) {
 //	@Security	bearer
 //	@Router		/v1/views/{view}/partitions/{decider}/{decider_id}/retry [post]
 func (s *Server) retryPartition(w http.ResponseWriter, r *http.Request) {
-	name, err := pathParam(r, "view", validName)
+	name, err := pathParam(r, "view")
 	if err != nil {
 		writeProblem(w, r, err)
 		return
 	}
-	decider, err := pathParam(r, "decider", validName)
+	decider, err := pathParam(r, "decider")
 	if err != nil {
 		writeProblem(w, r, err)
 		return
 	}
-	deciderID, err := pathParam(r, "decider_id", validKey)
+	deciderID, err := pathParam(r, "decider_id")
 	if err != nil {
 		writeProblem(w, r, err)
 		return

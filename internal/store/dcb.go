@@ -39,10 +39,6 @@ type Condition struct {
 	After int64
 }
 
-// ErrConditionFailed: an event matching the condition's query was stored
-// after the condition's position.
-var ErrConditionFailed = errors.New("condition failed")
-
 // ConditionError tells which event failed a condition.
 type ConditionError struct {
 	// Offset of the lowest event above the condition's position that matches
@@ -210,20 +206,4 @@ func (s *Store) appendIfOneByOne(ctx context.Context, evs []NewEvent, query []by
 		return nil
 	})
 	return res, err
-}
-
-// retryDeadlocks runs f again, up to twice, while PostgreSQL cancels it to
-// break a deadlock: the cycle is gone by then, so the next run's answer is
-// the true one.
-func retryDeadlocks[T any](f func() (T, error)) (T, error) {
-	v, err := f()
-	for attempt := 0; isDeadlock(err) && attempt < 2; attempt++ {
-		v, err = f()
-	}
-	return v, err
-}
-
-func isDeadlock(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "40P01"
 }

@@ -36,6 +36,9 @@ var (
 	ErrLeaseLost = errors.New("lease lost")
 	// ErrNotHandedOut: the acked offset was not handed out in the lease.
 	ErrNotHandedOut = errors.New("offset not handed out in this lease")
+	// ErrConditionFailed: an event matching the condition's query was stored
+	// after the condition's position.
+	ErrConditionFailed = errors.New("condition failed")
 )
 
 // SQLSTATEs raised by fstore's own SQL (sql/migrations).
@@ -180,4 +183,20 @@ func sentinelFor(e *pgconn.PgError) error {
 		return ErrUnavailable
 	}
 	return nil
+}
+
+// retryDeadlocks runs f again, up to twice, while PostgreSQL cancels it to
+// break a deadlock: the cycle is gone by then, so the next run's answer is
+// the true one.
+func retryDeadlocks[T any](f func() (T, error)) (T, error) {
+	v, err := f()
+	for attempt := 0; isDeadlock(err) && attempt < 2; attempt++ {
+		v, err = f()
+	}
+	return v, err
+}
+
+func isDeadlock(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "40P01"
 }
