@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -24,6 +26,12 @@ type options struct {
 	duration                           time.Duration // each throughput run
 	growTo                             int           // events per stream in the growing-streams run
 	clients                            int           // concurrent clients for single appends
+	only                               []string      // run only these sections (after the load); empty: all
+}
+
+// want reports whether a section runs: every section when -only is empty.
+func (o options) want(section string) bool {
+	return len(o.only) == 0 || slices.Contains(o.only, section)
 }
 
 func main() {
@@ -37,7 +45,12 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 15*time.Second, "length of each throughput run")
 	flag.IntVar(&o.growTo, "grow", 10_000, "events per stream in the growing-streams run")
 	flag.IntVar(&o.clients, "clients", 32, "concurrent clients for single appends")
+	only := flag.String("only", "", "comma-separated sections to run after the load, for development: "+
+		"single, views, seed, grow, read, consume, poll, push, dcb (default: all; with -only, skip -out and -readme)")
 	flag.Parse()
+	if *only != "" {
+		o.only = strings.Split(*only, ",")
+	}
 	log.SetFlags(log.Ltime)
 	// The load generator shares the machine with what it measures: batch
 	// the random reads behind its UUIDs instead of one syscall each.
@@ -78,98 +91,119 @@ func run(ctx context.Context, o options) error {
 	}
 	log.Printf("batch: %.0f events/s", r.batch)
 
-	log.Printf("single appends: %d clients, a new stream every 10 events, %s", o.clients, o.duration)
-	if r.single, err = singleAppends(c, o.clients, 10, o.duration); err != nil {
-		return err
-	}
-	log.Printf("single: %.0f appends/s", r.single)
-
-	log.Printf("single appends with 10 views registered")
-	for i := range 10 {
-		if _, err := c.do("PUT", fmt.Sprintf("/v1/views/idle_%d", i), []byte(`{}`), 201); err != nil {
+	if o.want("single") {
+		log.Printf("single appends: %d clients, a new stream every 10 events, %s", o.clients, o.duration)
+		if r.single, err = singleAppends(c, o.clients, 10, o.duration); err != nil {
 			return err
 		}
+		log.Printf("single: %.0f appends/s", r.single)
 	}
-	if r.singleViews, err = singleAppends(c, o.clients, 10, o.duration); err != nil {
-		return err
-	}
-	for i := range 10 {
-		if _, err := c.do("DELETE", fmt.Sprintf("/v1/views/idle_%d", i), nil, 204); err != nil {
+
+	if o.want("views") {
+		log.Printf("single appends with 10 views registered")
+		for i := range 10 {
+			if _, err := c.do("PUT", fmt.Sprintf("/v1/views/idle_%d", i), []byte(`{}`), 201); err != nil {
+				return err
+			}
+		}
+		if r.singleViews, err = singleAppends(c, o.clients, 10, o.duration); err != nil {
 			return err
 		}
+		for i := range 10 {
+			if _, err := c.do("DELETE", fmt.Sprintf("/v1/views/idle_%d", i), nil, 204); err != nil {
+				return err
+			}
+		}
+		log.Printf("single with 10 views: %.0f appends/s", r.singleViews)
 	}
-	log.Printf("single with 10 views: %.0f appends/s", r.singleViews)
 
-	if r.seedSingle, r.seedNote, err = seedAppends(ctx, admin, o); err != nil {
-		return err
-	}
-	if r.ourSQL, err = pgbench(ctx, fstoreDB, ourScript, o.clients, o.duration); err != nil {
-		return err
-	}
-	log.Printf("append_event via pgbench: seed %.0f/s, fstore %.0f/s", r.seedSingle, r.ourSQL)
-
-	log.Printf("growing streams: %d clients to %d events each", o.clients, o.growTo)
-	if r.grow, err = growingStreams(c, o.clients, o.growTo); err != nil {
-		return err
-	}
-	log.Printf("growing: first thousand %.0f/s, last thousand %.0f/s", r.grow.first, r.grow.last)
-
-	log.Printf("reading a 100-event stream")
-	if r.read, err = readLatency(c, 100, 3000); err != nil {
-		return err
-	}
-	log.Printf("read: p50 %s p99 %s", r.read.p50, r.read.p99)
-
-	const partitions, perPartition = 10_000, 5
-	log.Printf("consuming %d partitions × %d events over HTTP", partitions, perPartition)
-	for _, v := range []string{"consume_1", "consume_8"} {
-		if _, err := c.do("PUT", "/v1/views/"+v, []byte(`{}`), 201); err != nil {
+	if o.want("seed") {
+		if r.seedSingle, r.seedNote, err = seedAppends(ctx, admin, o); err != nil {
 			return err
 		}
+		if r.ourSQL, err = pgbench(ctx, fstoreDB, ourScript, o.clients, o.duration); err != nil {
+			return err
+		}
+		log.Printf("append_event via pgbench: seed %.0f/s, fstore %.0f/s", r.seedSingle, r.ourSQL)
 	}
-	if err := loadPartitions(c, partitions, perPartition, "consume"); err != nil {
-		return err
-	}
-	if r.consume1, err = consume(c, "consume_1", 1, partitions*perPartition); err != nil {
-		return err
-	}
-	if r.consume8, err = consume(c, "consume_8", 8, partitions*perPartition); err != nil {
-		return err
-	}
-	log.Printf("consume: 1 consumer %.0f/s, 8 consumers %.0f/s", r.consume1, r.consume8)
-	seedDB, err := seedDatabase(ctx, admin, "bench_seed_consume", o.seed)
-	if err != nil {
-		return err
-	}
-	if seeds, err := seedConsume(ctx, seedDB, partitions, perPartition, []int{1, 8}, o.duration); err != nil {
-		return err
-	} else if len(seeds) == 2 {
-		r.seedConsume1, r.seedConsume8 = seeds[0], seeds[1]
-	}
-	log.Printf("seed consume: 1 client %.0f/s, 8 clients %.0f/s", r.seedConsume1, r.seedConsume8)
 
-	log.Printf("empty polls over every stream of the store, caught up")
-	if r.emptyPoll, r.caughtUp, err = emptyPolls(ctx, c, fstoreDB, 2000); err != nil {
-		return err
+	if o.want("grow") {
+		log.Printf("growing streams: %d clients to %d events each", o.clients, o.growTo)
+		if r.grow, err = growingStreams(c, o.clients, o.growTo); err != nil {
+			return err
+		}
+		log.Printf("growing: first thousand %.0f/s, last thousand %.0f/s", r.grow.first, r.grow.last)
 	}
-	log.Printf("empty poll over %d partitions: p50 %s p99 %s", r.caughtUp, r.emptyPoll.p50, r.emptyPoll.p99)
 
-	log.Printf("push: 1,000 partitions × 10 events of backlog, then 100 appends/s, then appends while pushing")
-	if r.push, err = pushBench(ctx, c, o.dispatcher, fstoreDB, o, 1000, 10); err != nil {
-		return err
+	if o.want("read") {
+		log.Printf("reading a 100-event stream")
+		if r.read, err = readLatency(c, 100, 3000); err != nil {
+			return err
+		}
+		log.Printf("read: p50 %s p99 %s", r.read.p50, r.read.p99)
 	}
-	log.Printf("push: %.0f deliveries/s; latency p50 %s p99 %s; appends while pushing %.0f/s",
-		r.push.deliveries, r.push.latency.p50, r.push.latency.p99, r.push.appendsWhile)
 
-	log.Printf("dynamic consistency boundaries: the book-lending decision")
-	if r.dcb, err = dcbBench(ctx, c, fstoreDB, o); err != nil {
-		return err
+	if o.want("consume") {
+		const partitions, perPartition = 10_000, 5
+		log.Printf("consuming %d partitions × %d events over HTTP", partitions, perPartition)
+		for _, v := range []string{"consume_1", "consume_8"} {
+			if _, err := c.do("PUT", "/v1/views/"+v, []byte(`{}`), 201); err != nil {
+				return err
+			}
+		}
+		if err := loadPartitions(c, partitions, perPartition, "consume"); err != nil {
+			return err
+		}
+		if r.consume1, err = consume(c, "consume_1", 1, partitions*perPartition); err != nil {
+			return err
+		}
+		if r.consume8, err = consume(c, "consume_8", 8, partitions*perPartition); err != nil {
+			return err
+		}
+		log.Printf("consume: 1 consumer %.0f/s, 8 consumers %.0f/s", r.consume1, r.consume8)
+		seedDB, err := seedDatabase(ctx, admin, "bench_seed_consume", o.seed)
+		if err != nil {
+			return err
+		}
+		if seeds, err := seedConsume(ctx, seedDB, partitions, perPartition, []int{1, 8}, o.duration); err != nil {
+			return err
+		} else if len(seeds) == 2 {
+			r.seedConsume1, r.seedConsume8 = seeds[0], seeds[1]
+		}
+		log.Printf("seed consume: 1 client %.0f/s, 8 clients %.0f/s", r.seedConsume1, r.seedConsume8)
 	}
-	log.Printf("dcb: query p50 %s p99 %s; conditional appends %.0f/s; decisions %.0f/s (%.1f%% refused), contended %.0f/s (%.1f%% refused); appends with indexes %.0f/s, without %.0f/s; batches with %.0f/s, without %.0f/s",
-		r.dcb.query.p50, r.dcb.query.p99, r.dcb.conditional, r.dcb.decisions, 100*r.dcb.decisionsLost,
-		r.dcb.contended, 100*r.dcb.contendedLost, r.dcb.withIndexes, r.dcb.withoutIndexes, r.dcb.batchWith, r.dcb.batchWithout)
+
+	if o.want("poll") {
+		log.Printf("empty polls over every stream of the store, caught up")
+		if r.emptyPoll, r.caughtUp, err = emptyPolls(ctx, c, fstoreDB, 2000); err != nil {
+			return err
+		}
+		log.Printf("empty poll over %d partitions: p50 %s p99 %s", r.caughtUp, r.emptyPoll.p50, r.emptyPoll.p99)
+	}
+
+	if o.want("push") {
+		log.Printf("push: 1,000 partitions × 10 events of backlog, then 100 appends/s, then appends while pushing")
+		if r.push, err = pushBench(ctx, c, o.dispatcher, fstoreDB, o, 1000, 10); err != nil {
+			return err
+		}
+		log.Printf("push: %.0f deliveries/s; latency p50 %s p99 %s; appends while pushing %.0f/s",
+			r.push.deliveries, r.push.latency.p50, r.push.latency.p99, r.push.appendsWhile)
+	}
+
+	if o.want("dcb") {
+		log.Printf("dynamic consistency boundaries: the book-lending decision")
+		if r.dcb, err = dcbBench(ctx, c, fstoreDB, o); err != nil {
+			return err
+		}
+		log.Printf("dcb: query p50 %s p99 %s; conditional appends %.0f/s; decisions %.0f/s (%.1f%% refused), contended %.0f/s (%.1f%% refused); appends with indexes %.0f/s, without %.0f/s; batches with %.0f/s, without %.0f/s",
+			r.dcb.query.p50, r.dcb.query.p99, r.dcb.conditional, r.dcb.decisions, 100*r.dcb.decisionsLost,
+			r.dcb.contended, 100*r.dcb.contendedLost, r.dcb.withIndexes, r.dcb.withoutIndexes, r.dcb.batchWith, r.dcb.batchWithout)
+	}
 
 	r.apiRSS = api.peakRSS()
+	if len(o.only) > 0 {
+		o.out, o.readme = "", ""
+	}
 	return r.write(o)
 }
 
