@@ -41,6 +41,10 @@ lint: vet ## gofmt, go vet, staticcheck and golangci-lint (pinned in go.mod; .go
 	$(GO) tool staticcheck $(PKGS)
 	$(GO) tool golangci-lint run $(PKGS)
 
+.PHONY: vuln
+vuln: ## govulncheck (pinned in go.mod) against vuln.go.dev, or the offline snapshot ../shared/vulndb when unreachable
+	scripts/vuln.sh
+
 .PHONY: openapi
 openapi: ## Regenerate openapi/openapi.{json,yaml} from the swag annotations, and the Go and TypeScript clients
 	$(GO) run ./openapi/gen
