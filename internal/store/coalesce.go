@@ -101,7 +101,11 @@ func (c *coalescer) run() {
 				break collect
 			}
 		}
-		c.s.appendGroup(group)
+		// The appends the group left to the single-event path run in the
+		// wait group too: close must wait for them before the pool closes.
+		for _, p := range c.s.appendGroup(group) {
+			c.wg.Go(func() { c.s.appendAlone(p) })
+		}
 	}
 }
 
@@ -134,10 +138,11 @@ func (s *Store) appendAlone(p *pendingAppend) {
 // plain case itself: every event it inserted is answered as created. An
 // event the statement skipped (its event_id is stored: a retry or a
 // duplicate), an event_id repeated within the group, or a statement that
-// failed (which stored nothing) goes through the single-event path, so each
-// caller gets exactly the answer of an append of its own.
-func (s *Store) appendGroup(group []*pendingAppend) {
-	var live, alone []*pendingAppend
+// failed (which stored nothing) must go through the single-event path, so
+// that each caller gets exactly the answer of an append of its own: those
+// are returned, for the caller to run.
+func (s *Store) appendGroup(group []*pendingAppend) (alone []*pendingAppend) {
+	var live []*pendingAppend
 	seen := make(map[uuid.UUID]bool, len(group))
 	for _, p := range group {
 		switch {
@@ -150,17 +155,12 @@ func (s *Store) appendGroup(group []*pendingAppend) {
 			live = append(live, p)
 		}
 	}
-	defer func() {
-		for _, p := range alone {
-			go s.appendAlone(p)
-		}
-	}()
 	if len(live) == 1 {
 		s.appendAlone(live[0])
-		return
+		return alone
 	}
 	if len(live) == 0 {
-		return
+		return alone
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
@@ -174,8 +174,7 @@ func (s *Store) appendGroup(group []*pendingAppend) {
 		inserted, err = collectEvents(rows)
 	}
 	if err != nil {
-		alone = append(alone, live...)
-		return
+		return append(alone, live...)
 	}
 	byID := make(map[uuid.UUID]Event, len(inserted))
 	for _, e := range inserted {
@@ -188,4 +187,5 @@ func (s *Store) appendGroup(group []*pendingAppend) {
 			alone = append(alone, p)
 		}
 	}
+	return alone
 }

@@ -130,3 +130,47 @@ func TestCloseAnswersQueuedAppends(t *testing.T) {
 		}
 	}
 }
+
+// Close finishes the appends under way, including those a failed group
+// statement hands back to the single-event path: they must not find the
+// pool closed under them. The group here fails because its first event
+// waits for an uncommitted transaction that takes the same place in its
+// stream, and Close begins while it waits.
+func TestCloseFinishesAppendsRetriedAlone(t *testing.T) {
+	t.Parallel()
+	base := storetest.NewStore(t)
+	register(t, base, "order", "created")
+	s, err := store.Open(ctx, storetest.URL(t, base))
+	require.NoError(t, err)
+	first := appendOne(t, s, ev("order", "hot", nil))
+
+	tx := handTx(t, base)
+	_, err = tx.Exec(ctx, `SELECT append_event('created', gen_random_uuid(), 'order', 'hot', '{}', gen_random_uuid(), $1)`,
+		first.EventID)
+	require.NoError(t, err)
+
+	queued, startWorker := store.PauseAppends(s)
+	const n = 20
+	evs := []store.NewEvent{ev("order", "hot", ptr(first.EventID))}
+	for i := 1; i < n; i++ {
+		evs = append(evs, ev("order", fmt.Sprint("cold-", i), nil))
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, e := range evs {
+		wg.Go(func() { _, errs[i] = s.AppendEvents(ctx, []store.NewEvent{e}) })
+	}
+	waitFor(t, "all appends queued", func() bool { return queued() == n })
+	startWorker()
+	waitForLockWait(t, base) // the group's statement waits for tx
+	closed := make(chan struct{})
+	go func() { s.Close(); close(closed) }()
+	waitFor(t, "Close under way", func() bool { return store.Closing(s) })
+	require.NoError(t, tx.Commit(ctx)) // the group statement now fails: every append goes alone
+	<-closed
+	wg.Wait()
+	assert.ErrorIs(t, errs[0], store.ErrConcurrencyConflict, "the hot event lost its place to the other transaction")
+	for i := 1; i < n; i++ {
+		assert.NoError(t, errs[i], "append %d was under way when Close began: it must be finished, not cut off", i)
+	}
+}
