@@ -87,6 +87,6 @@ func (c config) MarshalZerologObject(e *zerolog.Event) {
 		Int("api_keys", len(c.APIKeys)).
 		Bool("insecure", c.Insecure).
 		Int64("max_body_bytes", c.MaxBodyBytes).
-		Dur("shutdown_timeout", c.ShutdownTimeout).
+		Str("shutdown_timeout", c.ShutdownTimeout.String()).
 		Str("log_level", c.LogLevel)
 }

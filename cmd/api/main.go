@@ -21,7 +21,6 @@ import (
 
 	httpapi "github.com/fstore/fstore/internal/http"
 	"github.com/fstore/fstore/internal/startup"
-	"github.com/fstore/fstore/internal/store"
 	fstoresql "github.com/fstore/fstore/sql"
 )
 
@@ -59,15 +58,10 @@ func run() error {
 		return err
 	}
 	defer st.Close()
-	applied, err := st.Migrate(ctx, fstoresql.Migrations)
+	version, err := startup.Migrate(ctx, st, fstoresql.Migrations, logger)
 	if err != nil {
 		return err
 	}
-	version, err := store.LatestVersion(fstoresql.Migrations)
-	if err != nil {
-		return err
-	}
-	logger.Info().Ints("applied", applied).Int("schema_version", version).Msg("schema up to date")
 
 	api := httpapi.NewServer(st, httpapi.Options{
 		Logger: logger, APIKeys: cfg.APIKeys, MaxBodyBytes: cfg.MaxBodyBytes, SchemaVersion: version,
@@ -97,7 +91,7 @@ func run() error {
 		return err
 	case <-ctx.Done():
 	}
-	logger.Info().Dur("timeout", cfg.ShutdownTimeout).Msg("shutting down: finishing in-flight requests")
+	logger.Info().Str("timeout", cfg.ShutdownTimeout.String()).Msg("shutting down: finishing in-flight requests")
 	api.StopWaiting()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()

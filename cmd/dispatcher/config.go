@@ -63,6 +63,6 @@ func loadConfig() (config, error) {
 func (c config) MarshalZerologObject(e *zerolog.Event) {
 	e.Str("database_url", startup.RedactURL(c.DatabaseURL)).Str("metrics_addr", c.MetricsAddr).
 		Bool("allow_private_urls", c.AllowPrivateURLs).Int("max_in_flight", c.MaxInFlight).
-		Dur("attempt_timeout", c.AttemptTimeout).Int("max_attempts", c.MaxAttempts).Dur("max_age", c.MaxAge).
-		Dur("shutdown_timeout", c.ShutdownTimeout).Str("log_level", c.LogLevel)
+		Str("attempt_timeout", c.AttemptTimeout.String()).Int("max_attempts", c.MaxAttempts).
+		Str("max_age", c.MaxAge.String()).Str("shutdown_timeout", c.ShutdownTimeout.String()).Str("log_level", c.LogLevel)
 }

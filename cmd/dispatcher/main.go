@@ -53,7 +53,7 @@ func run() error {
 	}
 	defer st.Close()
 	// Idempotent and under the API's advisory lock: whichever starts first migrates.
-	if _, err := st.Migrate(ctx, fstoresql.Migrations); err != nil {
+	if _, err := startup.Migrate(ctx, st, fstoresql.Migrations, logger); err != nil {
 		return err
 	}
 

@@ -346,7 +346,7 @@ func (d *Dispatcher) fail(ctx context.Context, v store.PushView, e store.LeasedE
 		log.Error().Str("error", reason).Int("attempts", p.Attempts).Msg("partition parked: retry it with POST .../retry")
 		return "parked"
 	default:
-		log.Info().Str("error", reason).Int("attempts", p.Attempts).Dur("retry_in", delay).Msg("push failed")
+		log.Info().Str("error", reason).Int("attempts", p.Attempts).Str("retry_in", delay.Round(time.Millisecond).String()).Msg("push failed")
 	}
 	return outcome
 }

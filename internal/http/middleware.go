@@ -27,7 +27,7 @@ func requestLogging(logger zerolog.Logger) []func(http.Handler) http.Handler {
 				ev = hlog.FromRequest(r).Warn()
 			}
 			ev.Str("method", r.Method).Str("path", r.URL.Path).Int("status", status).
-				Int("size", size).Dur("duration", d).Msg("request")
+				Int("size", size).Float64("duration_ms", float64(d.Microseconds())/1000).Msg("request")
 		}),
 	}
 }

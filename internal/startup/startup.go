@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -55,16 +56,48 @@ func CheckLogging(level, format string) error {
 	return errors.Join(errs...)
 }
 
-// Logger returns the process's logger: JSON lines, or console for people.
+// Logger returns the process's logger: JSON lines, or console for people
+// (coloured on a terminal only). fstore logs durations as Go duration
+// strings ("830ms", "20s"), so that a reader never guesses the unit; the
+// access log's duration_ms is a number, for machines.
 func Logger(level, format, service string) zerolog.Logger {
 	lvl, _ := zerolog.ParseLevel(level)
 	var logger zerolog.Logger
 	if format == "console" {
-		logger = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly})
+		// Colours only on a terminal: in a file or a pipe they are noise.
+		logger = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly, NoColor: !isTerminal(os.Stderr)})
 	} else {
 		logger = zerolog.New(os.Stderr)
 	}
 	return logger.Level(lvl).With().Timestamp().Str("service", service).Logger()
+}
+
+// isTerminal reports whether f is a terminal (a character device), not a
+// file or a pipe.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// Migrate applies the pending migrations and says what it did: which
+// versions it applied, or that the schema was already current (another
+// process, or an earlier start, migrated it).
+func Migrate(ctx context.Context, st *store.Store, migrations fs.FS, logger zerolog.Logger) (int, error) {
+	version, err := store.LatestVersion(migrations)
+	if err != nil {
+		return 0, err
+	}
+	applied, err := st.Migrate(ctx, migrations)
+	if err != nil {
+		return 0, err
+	}
+	if len(applied) > 0 {
+		logger.Info().Ints("applied", applied).Int("schema_version", version).Msg("migrations applied")
+	} else {
+		logger.Info().Int("schema_version", version).
+			Msg("schema already current: no migration to apply (an earlier start or another process applied them)")
+	}
+	return version, nil
 }
 
 // RedactURL hides a URL's password; a DSN that is not a URL is hidden whole.
@@ -103,7 +136,7 @@ func OpenStore(ctx context.Context, dbURL string, timeout time.Duration, logger 
 		if !errors.Is(err, store.ErrUnavailable) {
 			return nil, err
 		}
-		logger.Warn().Err(err).Dur("retry_in", wait).Msg("database not reachable yet")
+		logger.Warn().Err(err).Str("retry_in", wait.String()).Msg("database not reachable yet")
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("database did not answer within %s: %w", timeout, err)
