@@ -244,3 +244,49 @@ func TestStopWaitingEndsLongPolls(t *testing.T) {
 		t.Fatal("the long poll kept waiting after StopWaiting")
 	}
 }
+
+// A problem's detail reads as a sentence in the API's terms: names quoted as
+// JSON quotes them, no SQL quoting, no context said twice.
+func TestProblemDetailsReadAsSentences(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, httpapi.Options{})
+	a.register("page", "created")
+	require.Equal(t, 201, a.do("PUT", "/v1/views/hooks", map[string]any{"start_at": "2020-01-01T00:00:00Z"}).Status)
+	a.appendOK(event("page", "hook-1", ""))
+	leased := a.do("POST", "/v1/views/hooks/stream", map[string]any{"limit": 1})
+	require.Equal(t, 200, leased.Status, "%s", leased.Raw)
+	ev := leased.Body["events"].([]any)[0].(map[string]any)
+	ack := func(lease any, offset any) map[string]any {
+		return map[string]any{"decider": "page", "decider_id": "hook-1", "offset": offset, "lease_id": lease}
+	}
+	stale := uuid.NewString()
+	cases := []struct {
+		method, path string
+		body         any
+		status       int
+		detail       string
+	}{
+		{"POST", "/v1/views/nosuchview/stream", nil, 404, `view "nosuchview" does not exist`},
+		{"GET", "/v1/views/nosuchview", nil, 404, `view "nosuchview" does not exist`},
+		{"DELETE", "/v1/views/nosuchview", nil, 404, `view "nosuchview" does not exist`},
+		{"POST", "/v1/views/nosuchview/ack", ack(ev["lease_id"], ev["offset"]), 404, `view "nosuchview" does not exist`},
+		{"POST", "/v1/views/hooks/ack", with(ack(ev["lease_id"], ev["offset"]), "decider_id", "hook-2"), 404,
+			`view "hooks" has no partition for decider "page", decider_id "hook-2" (it has not seen an event of that stream)`},
+		{"POST", "/v1/views/hooks/partitions/page/hook-2/retry", nil, 404,
+			`view "hooks" has no partition for decider "page", decider_id "hook-2" (it has not seen an event of that stream)`},
+		{"POST", "/v1/views/hooks/ack", ack(stale, ev["offset"]), 409, "lease " + stale +
+			` is no longer the lease of the partition of decider "page", decider_id "hook-1" in view "hooks": it expired or was settled, and another consumer may hold the partition now; lease again`},
+		{"POST", "/v1/views/hooks/ack", ack(ev["lease_id"], 999999), 409, "offset 999999 was not handed out in lease " +
+			ev["lease_id"].(string) + ` of the partition of decider "page", decider_id "hook-1" in view "hooks": ack an offset from`},
+		{"GET", "/v1/events/" + stale, nil, 404, "event " + stale + " does not exist"},
+	}
+	for _, c := range cases {
+		t.Run(c.method+" "+c.path, func(t *testing.T) {
+			r := a.do(c.method, c.path, c.body)
+			require.Equal(t, c.status, r.Status, "%s", r.Raw)
+			detail, _ := r.Body["detail"].(string)
+			assert.True(t, strings.HasPrefix(detail, c.detail), "detail: %s", detail)
+			assert.NotContains(t, detail, "'", "no SQL quoting")
+		})
+	}
+}

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -78,8 +77,12 @@ func (s *Store) RecordFailure(ctx context.Context, view, decider, deciderID stri
 	if f.Status != 0 {
 		status = &f.Status
 	}
-	return s.settle(ctx, `SELECT `+partitionColumns+` FROM fstore_record_failure($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+	p, err := s.settle(ctx, `SELECT `+partitionColumns+` FROM fstore_record_failure($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		view, decider, deciderID, pgUUID(&leaseID), f.AckedOffset, f.Error, status, f.RetryAt, f.MaxAttempts, f.MaxAge)
+	if err != nil {
+		return p, s.partitionError(ctx, err, partitionRef{view, decider, deciderID}, leaseID, f.AckedOffset)
+	}
+	return p, nil
 }
 
 // DisableDispatch stops push delivery of a view (its receiver answered 410
@@ -91,7 +94,7 @@ func (s *Store) DisableDispatch(ctx context.Context, view, reason string) error 
 		return interpretError(err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("view %q: %w", view, ErrNotFound)
+		return viewNotFound(ErrNotFound, view)
 	}
 	return nil
 }

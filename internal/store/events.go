@@ -464,7 +464,10 @@ func (s *Store) LastEvent(ctx context.Context, decider, deciderID string) (Event
 func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (Event, error) {
 	e, err := scanEvent(s.pool.QueryRow(ctx, `SELECT `+eventColumns+` FROM events WHERE event_id = $1`, id))
 	if err != nil {
-		return Event{}, fmt.Errorf("event %s: %w", id, interpretError(err))
+		if err = interpretError(err); errors.Is(err, ErrNotFound) {
+			err = describe(err, "event %s does not exist", id)
+		}
+		return Event{}, err
 	}
 	return e, nil
 }

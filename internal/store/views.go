@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -158,7 +157,10 @@ func (s *Store) RegisterView(ctx context.Context, r ViewRegistration) (View, boo
 func (s *Store) GetView(ctx context.Context, name string) (View, error) {
 	v, err := scanView(s.pool.QueryRow(ctx, `SELECT `+viewColumns+` FROM views WHERE view = $1`, name))
 	if err != nil {
-		return View{}, fmt.Errorf("view %q: %w", name, interpretError(err))
+		if err = interpretError(err); errors.Is(err, ErrNotFound) {
+			err = viewNotFound(err, name)
+		}
+		return View{}, err
 	}
 	v.Status, err = s.viewStatus(ctx, name)
 	return v, err
@@ -225,7 +227,7 @@ func (s *Store) DeleteView(ctx context.Context, name string) error {
 		return interpretError(err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("view %q: %w", name, ErrNotFound)
+		return viewNotFound(ErrNotFound, name)
 	}
 	return nil
 }
@@ -251,7 +253,10 @@ func (s *Store) LeaseEvents(ctx context.Context, view string, r LeaseRequest) ([
 		return le, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("view %q: %w", view, interpretError(err))
+		if err = interpretError(err); errors.Is(err, ErrNotFound) {
+			err = viewNotFound(err, view)
+		}
+		return nil, err
 	}
 	return evs, nil
 }
@@ -260,15 +265,23 @@ func (s *Store) LeaseEvents(ctx context.Context, view string, r LeaseRequest) ([
 // an offset handed out in lease leaseID, and releases the lease. Errors:
 // ErrNotFound, ErrLeaseLost, ErrNotHandedOut.
 func (s *Store) Ack(ctx context.Context, view, decider, deciderID string, offset int64, leaseID uuid.UUID) (Partition, error) {
-	return s.settle(ctx, `SELECT `+partitionColumns+` FROM ack_event($1, $2, $3, $4, $5)`,
+	p, err := s.settle(ctx, `SELECT `+partitionColumns+` FROM ack_event($1, $2, $3, $4, $5)`,
 		view, decider, deciderID, offset, pgUUID(&leaseID))
+	if err != nil {
+		return p, s.partitionError(ctx, err, partitionRef{view, decider, deciderID}, leaseID, offset)
+	}
+	return p, nil
 }
 
 // Nack releases the lease without progress; the partition may be leased
 // again after retryAfter (0: at once). Errors: ErrNotFound, ErrLeaseLost.
 func (s *Store) Nack(ctx context.Context, view, decider, deciderID string, leaseID uuid.UUID, retryAfter time.Duration) (Partition, error) {
-	return s.settle(ctx, `SELECT `+partitionColumns+` FROM schedule_nack_event($1, $2, $3, $4, $5)`,
+	p, err := s.settle(ctx, `SELECT `+partitionColumns+` FROM schedule_nack_event($1, $2, $3, $4, $5)`,
 		view, decider, deciderID, pgUUID(&leaseID), retryAfter.Milliseconds())
+	if err != nil {
+		return p, s.partitionError(ctx, err, partitionRef{view, decider, deciderID}, leaseID, 0)
+	}
+	return p, nil
 }
 
 // RetryPartition un-parks a partition: its head is delivered again now.
@@ -278,7 +291,7 @@ func (s *Store) RetryPartition(ctx context.Context, view, decider, deciderID str
 		SET parked = FALSE, retry_at = NULL, attempts = 0, failing_since = NULL
 		WHERE view = $1 AND decider = $2 AND decider_id = $3 RETURNING `+partitionColumns, view, decider, deciderID))
 	if err != nil {
-		return Partition{}, fmt.Errorf("view %q, partition (%q, %q): %w", view, decider, deciderID, interpretError(err))
+		return Partition{}, s.partitionError(ctx, interpretError(err), partitionRef{view, decider, deciderID}, uuid.Nil, 0)
 	}
 	return p, nil
 }
@@ -297,7 +310,7 @@ func (s *Store) GetPartition(ctx context.Context, view, decider, deciderID strin
 	p, err := scanPartition(s.pool.QueryRow(ctx, `SELECT `+partitionColumns+` FROM view_partitions
 		WHERE view = $1 AND decider = $2 AND decider_id = $3`, view, decider, deciderID))
 	if err != nil {
-		return Partition{}, fmt.Errorf("view %q, partition (%q, %q): %w", view, decider, deciderID, interpretError(err))
+		return Partition{}, s.partitionError(ctx, interpretError(err), partitionRef{view, decider, deciderID}, uuid.Nil, 0)
 	}
 	return p, nil
 }
