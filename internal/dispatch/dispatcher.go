@@ -48,7 +48,7 @@ type Config struct {
 	// A receiver's Retry-After is honoured between 1 s and this. Default 1 h.
 	RetryAfterMax time.Duration
 	// How often to look for work when no new event is heard of, for views
-	// without pooling_delay_s. Default 1 s.
+	// without polling_delay_s. Default 1 s.
 	PollInterval time.Duration
 	// How long Run lets in-flight pushes finish after its context ends
 	// before cancelling them. Default 20 s.
@@ -130,10 +130,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer cancelPushes()
 	var inFlight sync.WaitGroup
 	var views []store.PushView
-	list := true
+	polled := map[string]time.Time{} // each view's last lease attempt
+	list, byTimer := true, false
 	for ctx.Err() == nil {
 		changed, release := d.st.WatchLog()
-		wait := d.cfg.PollInterval
 		// Rounds come as often as pushes finish; those rounds reuse the views
 		// listed last. New events (a new view may come with them), the poll
 		// timer and a disabled view list them again.
@@ -146,20 +146,30 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				d.log.Warn().Err(err).Msg("listing views to push")
 			}
 		}
+		now := time.Now()
+		wait := d.cfg.PollInterval
 		for _, v := range d.rotate(views) {
-			if v.PoolingDelay > 0 && v.PoolingDelay < wait {
-				wait = v.PoolingDelay
+			// A round the timer woke looks only at the views whose polling
+			// delay has passed: nothing new was heard of, and what may have
+			// come due (a retry, an expired lease) waits that long.
+			delay := d.pollingDelay(v)
+			if due := polled[v.View].Add(delay).Sub(now); byTimer && due > 0 {
+				wait = min(wait, due)
+				continue
 			}
+			polled[v.View] = now
+			wait = min(wait, delay)
 			d.leaseAndPush(ctx, pushCtx, v, &inFlight)
 		}
 		timer := time.NewTimer(wait)
-		list = true
+		list, byTimer = true, false
 		select {
 		case <-ctx.Done():
 		case <-changed:
 		case <-d.freed:
 			list = false
 		case <-timer.C:
+			byTimer = true
 		}
 		timer.Stop()
 		release()
@@ -174,6 +184,15 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		<-done
 	}
 	return nil
+}
+
+// pollingDelay is how often v is looked at when nothing new is heard of: its
+// polling_delay_s, or the dispatcher's PollInterval.
+func (d *Dispatcher) pollingDelay(v store.PushView) time.Duration {
+	if v.PollingDelay > 0 {
+		return v.PollingDelay
+	}
+	return d.cfg.PollInterval
 }
 
 // rotate starts the views at a different one each round, so that no view

@@ -359,3 +359,30 @@ func TestReceiverDownThenBack(t *testing.T) {
 	defer back.mu.Unlock()
 	assert.Equal(t, want, back.accepted, "in order per partition, each once")
 }
+
+// polling_delay_s is how often the dispatcher looks for a view's work when
+// it hears of no new event: with a poll interval of an hour, a view polled
+// every second still gets its retry (its receiver asked for one in a second)
+// without any new event to wake the dispatcher.
+func TestPollingDelayIsHonoured(t *testing.T) {
+	t.Parallel()
+	rcv := newReceiver(t)
+	rcv.answer = func(_ string, attempt int) (int, string) {
+		if attempt == 1 {
+			return http.StatusServiceUnavailable, "1"
+		}
+		return http.StatusNoContent, ""
+	}
+	st, want := setup(t, rcv, 1, 1)
+	second := int64(1)
+	_, _, err := st.RegisterView(ctx, store.ViewRegistration{View: "hooks", LockTimeoutS: 60,
+		EdgeFunctionURL: &rcv.srv.URL, PollingDelayS: &second})
+	require.NoError(t, err)
+	cfg := testConfig()
+	cfg.PollInterval = time.Hour
+	run(t, st, cfg)
+	waitFor(t, 30*time.Second, "the retry pushed", func() bool { return rcv.acceptedCount() == 1 })
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	assert.Equal(t, want, rcv.accepted)
+}

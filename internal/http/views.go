@@ -27,8 +27,13 @@ type registerViewRequest struct {
 	StartAt *timestamp `json:"start_at,omitempty" swaggertype:"string" format:"date-time"`
 	// Lease length in seconds; default 300.
 	LockTimeoutS *int64 `json:"lock_timeout_s,omitempty" validate:"omitnil,min=1,max=86400" minimum:"1" maximum:"86400" example:"60"`
-	// For the dispatcher: how often to poll when it hears of no new events.
-	PoolingDelayS *int64 `json:"pooling_delay_s,omitempty" validate:"omitnil,min=0,max=86400" minimum:"0" maximum:"86400"`
+	// For the dispatcher: how often, in seconds, to look for this view's
+	// work when it hears of no new event (retries come due, leases expire).
+	// Default: its poll interval (1 s).
+	PollingDelayS *int64 `json:"polling_delay_s,omitempty" validate:"omitnil,min=1,max=86400" minimum:"1" maximum:"86400" example:"5"`
+	// Deprecated: the same as polling_delay_s, under fstore-sql's misspelt
+	// name; accepted so that old clients keep working.
+	PoolingDelayS *int64 `json:"pooling_delay_s,omitempty" validate:"omitnil,min=0,max=86400" minimum:"0" maximum:"86400" extensions:"x-deprecated"`
 	// For the dispatcher: where to push this view's events (http or https).
 	EdgeFunctionURL *string `json:"edge_function_url,omitempty" validate:"omitnil,max=2048" example:"https://example.com/hooks/orders"`
 	// The Standard Webhooks signing secret: whsec_ + base64 of 24 to 64
@@ -120,6 +125,13 @@ func (s *Server) registerView(w http.ResponseWriter, r *http.Request) {
 			errs = append(errs, FieldError{Field: "edge_function_url", Message: "must be an absolute http or https URL"})
 		}
 	}
+	polling := req.PollingDelayS
+	if req.PoolingDelayS != nil && *req.PoolingDelayS > 0 { // 0 meant "the default"
+		if polling != nil && *polling != *req.PoolingDelayS {
+			errs = append(errs, FieldError{Field: "pooling_delay_s", Message: "is the old name of polling_delay_s: send one of the two"})
+		}
+		polling = req.PoolingDelayS
+	}
 	if req.Secret != nil && !validSecret(*req.Secret) {
 		errs = append(errs, FieldError{Field: "secret", Message: "must be whsec_ followed by the base64 of 24 to 64 bytes"})
 	}
@@ -128,7 +140,7 @@ func (s *Server) registerView(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reg := store.ViewRegistration{View: name, StartAt: startAt, LockTimeoutS: 300,
-		PoolingDelayS: req.PoolingDelayS, EdgeFunctionURL: req.EdgeFunctionURL, Secret: req.Secret}
+		PollingDelayS: polling, EdgeFunctionURL: req.EdgeFunctionURL, Secret: req.Secret}
 	if req.LockTimeoutS != nil {
 		reg.LockTimeoutS = *req.LockTimeoutS
 	}

@@ -42,6 +42,8 @@ func TestViewRegistration(t *testing.T) {
 		"lock timeout zero":     map[string]any{"lock_timeout_s": 0},
 		"lock timeout too long": map[string]any{"lock_timeout_s": 86401},
 		"negative pooling":      map[string]any{"pooling_delay_s": -1},
+		"zero polling delay":    map[string]any{"polling_delay_s": 0},
+		"both names, differing": map[string]any{"polling_delay_s": 5, "pooling_delay_s": 6},
 		"not a URL":             map[string]any{"edge_function_url": "nope"},
 		"ftp URL":               map[string]any{"edge_function_url": "ftp://example.com/x"},
 		"start in the future":   map[string]any{"start_at": time.Now().Add(time.Hour).Format(time.RFC3339)},
@@ -54,6 +56,15 @@ func TestViewRegistration(t *testing.T) {
 		})
 	}
 	requireProblem(t, a.do("PUT", "/v1/views/"+strings.Repeat("v", 256), map[string]any{}), 400, "invalid-request")
+
+	// polling_delay_s, and fstore-sql's misspelt pooling_delay_s as an alias.
+	r = a.do("PUT", "/v1/views/orders", map[string]any{"polling_delay_s": 5})
+	require.Equal(t, 200, r.Status, "%s", r.Raw)
+	assert.EqualValues(t, 5, r.Body["polling_delay_s"])
+	assert.NotContains(t, r.Body, "pooling_delay_s", "only the right name is answered")
+	r = a.do("PUT", "/v1/views/orders", map[string]any{"pooling_delay_s": 7})
+	require.Equal(t, 200, r.Status, "%s", r.Raw)
+	assert.EqualValues(t, 7, r.Body["polling_delay_s"])
 
 	assert.Equal(t, 204, a.do("DELETE", "/v1/views/orders", nil).Status)
 	requireProblem(t, a.do("DELETE", "/v1/views/orders", nil), 404, "not-found")

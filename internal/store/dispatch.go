@@ -17,8 +17,8 @@ type PushView struct {
 	// rotation the previous one, for 24 hours.
 	Secrets []string
 	// How often to look for work when no new event is heard of (0: the
-	// dispatcher's default).
-	PoolingDelay time.Duration
+	// dispatcher's default): the view's polling_delay_s.
+	PollingDelay time.Duration
 	// The view's lease length for polling consumers.
 	LockTimeout time.Duration
 }
@@ -37,13 +37,13 @@ func (s *Store) PushViews(ctx context.Context) ([]PushView, error) {
 		var v PushView
 		var secret string
 		var previous *string
-		var pooling, lock int64
-		err := r.Scan(&v.View, &v.URL, &secret, &previous, &pooling, &lock)
+		var polling, lock int64
+		err := r.Scan(&v.View, &v.URL, &secret, &previous, &polling, &lock)
 		v.Secrets = []string{secret}
 		if previous != nil {
 			v.Secrets = append(v.Secrets, *previous)
 		}
-		v.PoolingDelay, v.LockTimeout = time.Duration(pooling)*time.Second, time.Duration(lock)*time.Second
+		v.PollingDelay, v.LockTimeout = time.Duration(polling)*time.Second, time.Duration(lock)*time.Second
 		return v, err
 	})
 	if err != nil {

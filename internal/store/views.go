@@ -18,8 +18,10 @@ type View struct {
 	StartAt time.Time `json:"start_at" format:"date-time" binding:"required"`
 	// How long a lease lasts unless a stream call asks otherwise.
 	LockTimeoutS int64 `json:"lock_timeout_s" example:"300" binding:"required"`
-	// How often the dispatcher polls when it hears of no new events (null: its default).
-	PoolingDelayS *int64 `json:"pooling_delay_s" extensions:"x-nullable" binding:"required"`
+	// For the dispatcher: how often, in seconds, it looks for this view's
+	// work when it hears of no new event (retries come due, leases expire);
+	// null: its poll interval (1 s). fstore-sql's pooling_delay_s.
+	PollingDelayS *int64 `json:"polling_delay_s" extensions:"x-nullable" binding:"required"`
 	// Where the dispatcher pushes events; null for a view its consumers poll.
 	EdgeFunctionURL *string `json:"edge_function_url" extensions:"x-nullable" binding:"required"`
 	// When and why push delivery was disabled (the receiver answered 410
@@ -65,7 +67,7 @@ type ViewRegistration struct {
 	// every partition's progress to that time.
 	StartAt         *time.Time
 	LockTimeoutS    int64
-	PoolingDelayS   *int64
+	PollingDelayS   *int64
 	EdgeFunctionURL *string
 	// nil keeps the view's signing secret, or makes one for a view with an
 	// edge_function_url.
@@ -117,7 +119,7 @@ const partitionColumns = `view, decider, decider_id, acked_offset, head_offset, 
 
 func scanView(row pgx.Row) (View, error) {
 	var v View
-	err := row.Scan(&v.View, &v.StartAt, &v.LockTimeoutS, &v.PoolingDelayS, &v.EdgeFunctionURL, &v.CreatedAt, &v.UpdatedAt,
+	err := row.Scan(&v.View, &v.StartAt, &v.LockTimeoutS, &v.PollingDelayS, &v.EdgeFunctionURL, &v.CreatedAt, &v.UpdatedAt,
 		&v.DispatchDisabledAt, &v.DispatchDisabledReason)
 	return v, err
 }
@@ -138,8 +140,8 @@ func scanPartition(row pgx.Row) (Partition, error) {
 func (s *Store) RegisterView(ctx context.Context, r ViewRegistration) (View, bool, error) {
 	var v View
 	err := s.pool.QueryRow(ctx, `SELECT `+viewColumns+`, secret FROM register_view($1, $2, $3, $4, $5, $6)`,
-		r.View, r.StartAt, r.LockTimeoutS, r.PoolingDelayS, r.EdgeFunctionURL, r.Secret).
-		Scan(&v.View, &v.StartAt, &v.LockTimeoutS, &v.PoolingDelayS, &v.EdgeFunctionURL, &v.CreatedAt, &v.UpdatedAt,
+		r.View, r.StartAt, r.LockTimeoutS, r.PollingDelayS, r.EdgeFunctionURL, r.Secret).
+		Scan(&v.View, &v.StartAt, &v.LockTimeoutS, &v.PollingDelayS, &v.EdgeFunctionURL, &v.CreatedAt, &v.UpdatedAt,
 			&v.DispatchDisabledAt, &v.DispatchDisabledReason, &v.Secret)
 	if err != nil {
 		return View{}, false, interpretError(err)

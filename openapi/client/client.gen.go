@@ -386,7 +386,16 @@ type RegisterViewRequest struct {
 	// Example: 60
 	LockTimeoutS *int `json:"lock_timeout_s,omitempty"`
 
-	// PoolingDelayS For the dispatcher: how often to poll when it hears of no new events.
+	// PollingDelayS For the dispatcher: how often, in seconds, to look for this view's
+	// work when it hears of no new event (retries come due, leases expire).
+	// Default: its poll interval (1 s).
+	//
+	// Example: 5
+	PollingDelayS *int `json:"polling_delay_s,omitempty"`
+
+	// PoolingDelayS Deprecated: the same as polling_delay_s, under fstore-sql's misspelt
+	// name; accepted so that old clients keep working.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
 	PoolingDelayS *int `json:"pooling_delay_s,omitempty"`
 
 	// Secret The Standard Webhooks signing secret: whsec_ + base64 of 24 to 64
@@ -450,8 +459,10 @@ type View struct {
 	// Example: 300
 	LockTimeoutS int `json:"lock_timeout_s"`
 
-	// PoolingDelayS How often the dispatcher polls when it hears of no new events (null: its default).
-	PoolingDelayS *int `json:"pooling_delay_s"`
+	// PollingDelayS For the dispatcher: how often, in seconds, it looks for this view's
+	// work when it hears of no new event (retries come due, leases expire);
+	// null: its poll interval (1 s). fstore-sql's pooling_delay_s.
+	PollingDelayS *int `json:"polling_delay_s"`
 
 	// Secret The webhook signing secret (whsec_…): only in the answer to a
 	// registration of a view with an edge_function_url.

@@ -108,7 +108,8 @@ func polish(doc *openapi3.T) {
 	}
 }
 
-// fixNullable turns swag's x-nullable extension into OpenAPI 3's nullable.
+// fixNullable turns swag's x-nullable and x-deprecated extensions into
+// OpenAPI 3's nullable and deprecated.
 func fixNullable(ref *openapi3.SchemaRef) {
 	if ref == nil || ref.Value == nil {
 		return
@@ -118,6 +119,10 @@ func fixNullable(ref *openapi3.SchemaRef) {
 			if v, ok := p.Value.Extensions["x-nullable"]; ok && v == true {
 				p.Value.Nullable = true
 				delete(p.Value.Extensions, "x-nullable")
+			}
+			if v, ok := p.Value.Extensions["x-deprecated"]; ok && v == true {
+				p.Value.Deprecated = true
+				delete(p.Value.Extensions, "x-deprecated")
 			}
 		}
 	}

@@ -686,7 +686,18 @@ export interface components {
              * @example 60
              */
             lock_timeout_s?: number;
-            /** @description For the dispatcher: how often to poll when it hears of no new events. */
+            /**
+             * @description For the dispatcher: how often, in seconds, to look for this view's
+             *     work when it hears of no new event (retries come due, leases expire).
+             *     Default: its poll interval (1 s).
+             * @example 5
+             */
+            polling_delay_s?: number;
+            /**
+             * @deprecated
+             * @description Deprecated: the same as polling_delay_s, under fstore-sql's misspelt
+             *     name; accepted so that old clients keep working.
+             */
             pooling_delay_s?: number;
             /**
              * @description The Standard Webhooks signing secret: whsec_ + base64 of 24 to 64
@@ -747,8 +758,10 @@ export interface components {
              * @example 300
              */
             lock_timeout_s: number;
-            /** @description How often the dispatcher polls when it hears of no new events (null: its default). */
-            pooling_delay_s: number | null;
+            /** @description For the dispatcher: how often, in seconds, it looks for this view's
+             *     work when it hears of no new event (retries come due, leases expire);
+             *     null: its poll interval (1 s). fstore-sql's pooling_delay_s. */
+            polling_delay_s: number | null;
             /**
              * @description The webhook signing secret (whsec_…): only in the answer to a
              *     registration of a view with an edge_function_url.
