@@ -38,6 +38,13 @@ func TestReadmeExamplesRun(t *testing.T) {
 		}
 	}
 	require.GreaterOrEqual(t, len(blocks), 6, "the API examples of the README and the guides")
+	// An example's webhook must stay on the reader's machine: after the
+	// next append, a running dispatcher really pushes to it.
+	for _, b := range blocks {
+		for _, m := range regexp.MustCompile(`edge_function_url[^:]*: *\\?"(https?://[^/"\\]+)`).FindAllStringSubmatch(b, -1) {
+			assert.Regexp(t, `^https?://(127\.0\.0\.1|localhost)(:\d+)?$`, m[1], "an example pushes off this machine:\n%s", b)
+		}
+	}
 
 	bin := filepath.Join(t.TempDir(), "fstore-api")
 	build := exec.Command("go", "build", "-o", bin, ".")
@@ -48,7 +55,8 @@ func TestReadmeExamplesRun(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	api := exec.Command(bin)
-	api.Env = append(os.Environ(), "DATABASE_URL="+storetest.NewDatabase(t), "FSTORE_ADDR="+addr, "FSTORE_LOG_LEVEL=warn")
+	api.Env = append(os.Environ(), "DATABASE_URL="+storetest.NewDatabase(t), "FSTORE_ADDR="+addr, "FSTORE_LOG_LEVEL=warn",
+		"FSTORE_ALLOW_PRIVATE_URLS=true") // the webhook examples push to a receiver on loopback
 	api.Stderr = os.Stderr
 	require.NoError(t, api.Start())
 	t.Cleanup(func() { _ = api.Process.Kill(); _ = api.Wait() })

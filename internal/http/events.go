@@ -25,8 +25,12 @@ type appendEventRequest struct {
 	// The stream's business key.
 	DeciderID string `json:"decider_id" validate:"required,name" example:"order-1042"`
 	// The payload: any JSON value but null.
-	Data      json.RawMessage `json:"data" binding:"required" swaggertype:"object"`
-	CommandID string          `json:"command_id" validate:"required,uuid36" example:"0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f" format:"uuid"`
+	Data json.RawMessage `json:"data" binding:"required" swaggertype:"object"`
+	// The command (the request to the decider) that produced this event,
+	// chosen by the client: every event of one decision carries the same
+	// command_id, so a reader can tell which command caused which events.
+	// fstore stores and returns it; it is part of what a retry must repeat.
+	CommandID string `json:"command_id" validate:"required,uuid36" example:"0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f" format:"uuid"`
 	// Required: null for a stream's first event, else the stream's last event_id.
 	PreviousID nullableUUID `json:"previous_id" binding:"required" swaggertype:"string" format:"uuid" extensions:"x-nullable"`
 	// true closes the stream: nothing may follow this event. Default false.

@@ -21,13 +21,17 @@ type Event struct {
 	Decider      string          `json:"decider" example:"order" binding:"required"`
 	DeciderID    string          `json:"decider_id" example:"order-1042" binding:"required"`
 	Data         json.RawMessage `json:"data" swaggertype:"object" binding:"required"`
-	CommandID    uuid.UUID       `json:"command_id" swaggertype:"string" format:"uuid" example:"0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f" binding:"required"`
+	// The command that produced the event, chosen by the client: the events
+	// of one decision share it, so it tells which command caused what.
+	CommandID uuid.UUID `json:"command_id" swaggertype:"string" format:"uuid" example:"0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f" binding:"required"`
 	// null for a stream's first event.
 	PreviousID *uuid.UUID `json:"previous_id" swaggertype:"string" format:"uuid" extensions:"x-nullable" binding:"required"`
 	// true when the event closed its stream.
 	Final     bool      `json:"final" binding:"required"`
 	CreatedAt time.Time `json:"created_at" format:"date-time" binding:"required"`
-	// The event's position in the whole log: increasing, with gaps.
+	// The event's position in the whole log: increasing, with gaps (an
+	// append that fails uses up the offsets it took; a gap is never a lost
+	// event).
 	Offset int64 `json:"offset" example:"1042" format:"int64" binding:"required"`
 } //@name Event
 

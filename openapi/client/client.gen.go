@@ -53,7 +53,12 @@ type AppendCondition struct {
 
 // AppendEventRequest defines model for AppendEventRequest.
 type AppendEventRequest struct {
-	// CommandId Example: 0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f
+	// CommandId The command (the request to the decider) that produced this event,
+	// chosen by the client: every event of one decision carries the same
+	// command_id, so a reader can tell which command caused which events.
+	// fstore stores and returns it; it is part of what a retry must repeat.
+	//
+	// Example: 0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f
 	CommandId openapi_types.UUID `json:"command_id"`
 
 	// Data The payload: any JSON value but null.
@@ -102,7 +107,10 @@ type DeciderList struct {
 
 // Event defines model for Event.
 type Event struct {
-	// CommandId Example: 0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f
+	// CommandId The command that produced the event, chosen by the client: the events
+	// of one decision share it, so it tells which command caused what.
+	//
+	// Example: 0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f
 	CommandId openapi_types.UUID `json:"command_id"`
 	CreatedAt time.Time          `json:"created_at"`
 
@@ -127,7 +135,9 @@ type Event struct {
 	// Final true when the event closed its stream.
 	Final bool `json:"final"`
 
-	// Offset The event's position in the whole log: increasing, with gaps.
+	// Offset The event's position in the whole log: increasing, with gaps (an
+	// append that fails uses up the offsets it took; a gap is never a lost
+	// event).
 	//
 	// Example: 1042
 	Offset int64 `json:"offset"`
@@ -193,7 +203,10 @@ type FieldError struct {
 
 // LeasedEvent defines model for LeasedEvent.
 type LeasedEvent struct {
-	// CommandId Example: 0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f
+	// CommandId The command that produced the event, chosen by the client: the events
+	// of one decision share it, so it tells which command caused what.
+	//
+	// Example: 0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f
 	CommandId openapi_types.UUID `json:"command_id"`
 	CreatedAt time.Time          `json:"created_at"`
 
@@ -221,7 +234,9 @@ type LeasedEvent struct {
 	// LeaseId The partition's lease: present it to ack or nack.
 	LeaseId openapi_types.UUID `json:"lease_id"`
 
-	// Offset The event's position in the whole log: increasing, with gaps.
+	// Offset The event's position in the whole log: increasing, with gaps (an
+	// append that fails uses up the offsets it took; a gap is never a lost
+	// event).
 	//
 	// Example: 1042
 	Offset int64 `json:"offset"`

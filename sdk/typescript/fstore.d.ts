@@ -364,6 +364,10 @@ export interface components {
         AppendEventRequest: {
             /**
              * Format: uuid
+             * @description The command (the request to the decider) that produced this event,
+             *     chosen by the client: every event of one decision carries the same
+             *     command_id, so a reader can tell which command caused which events.
+             *     fstore stores and returns it; it is part of what a retry must repeat.
              * @example 0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f
              */
             command_id: string;
@@ -410,6 +414,8 @@ export interface components {
         Event: {
             /**
              * Format: uuid
+             * @description The command that produced the event, chosen by the client: the events
+             *     of one decision share it, so it tells which command caused what.
              * @example 0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f
              */
             command_id: string;
@@ -434,7 +440,9 @@ export interface components {
             final: boolean;
             /**
              * Format: int64
-             * @description The event's position in the whole log: increasing, with gaps.
+             * @description The event's position in the whole log: increasing, with gaps (an
+             *     append that fails uses up the offsets it took; a gap is never a lost
+             *     event).
              * @example 1042
              */
             offset: number;
@@ -488,6 +496,8 @@ export interface components {
         LeasedEvent: {
             /**
              * Format: uuid
+             * @description The command that produced the event, chosen by the client: the events
+             *     of one decision share it, so it tells which command caused what.
              * @example 0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f
              */
             command_id: string;
@@ -517,7 +527,9 @@ export interface components {
             lease_id: string;
             /**
              * Format: int64
-             * @description The event's position in the whole log: increasing, with gaps.
+             * @description The event's position in the whole log: increasing, with gaps (an
+             *     append that fails uses up the offsets it took; a gap is never a lost
+             *     event).
              * @example 1042
              */
             offset: number;
