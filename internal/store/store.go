@@ -1,7 +1,27 @@
 // Package store is fstore's domain and its PostgreSQL storage: event types,
-// events and the read horizon. It owns every SQL statement and every
-// transaction, converts driver errors into the sentinel errors below, and
-// never logs: it returns errors and lets its callers decide.
+// events and the read horizon, queries and conditional appends, views and
+// their partitions. It owns every SQL statement and every transaction,
+// converts driver errors into the sentinel errors of errors.go, and never
+// logs: it returns errors and lets its callers decide.
+//
+// What lives in SQL and what in Go. The migrations (sql/migrations) hold the
+// schema and every rule a row must obey — constraints, and the triggers that
+// check an append (registered type, previous event of the same stream, not
+// after a final one) and take the read horizon's lock — and the functions
+// fstore-sql users call (append_event, read_events, register_view,
+// stream_events, ack_event, query_events, append_events_if, …), along with
+// whatever Go and SQL callers must compute identically (the read horizon,
+// the lock keys of conditional appends). Go holds what only the API needs:
+// grouping concurrent appends into one statement (coalesce.go), choosing
+// statements for speed, and describing errors for HTTP users (messages.go).
+//
+// The two append paths — the Go store's own INSERTs (events.go,
+// coalesce.go) and the SQL function append_event — are kept equal by that
+// split: the rules are in the table, which both hit, so neither can skip
+// one; each path writes the identical-retry comparison once (storedSQL;
+// append_event's SELECT). TestAppendPathsAgree runs one scenario through
+// both and requires the same outcome at every step: change one path, and
+// it tells whether the other must follow.
 package store
 
 import (
