@@ -9,12 +9,13 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fstore/fstore/internal/store"
 )
 
 // Standard Webhooks headers.
@@ -24,8 +25,9 @@ const (
 	HeaderSignature = "webhook-signature"
 )
 
-// ErrBadSecret: a secret is not whsec_ followed by the base64 of 24 to 64 bytes.
-var ErrBadSecret = errors.New("a webhook secret is whsec_ followed by the base64 of 24 to 64 bytes")
+// ErrBadSecret: a secret is not whsec_ followed by the base64 of 24 to 64
+// bytes (store.ErrBadSecret, where the format is defined).
+var ErrBadSecret = store.ErrBadSecret
 
 // Signer signs webhook requests with one or more secrets. Several secrets
 // exist during a rotation: the request carries one signature per secret,
@@ -41,10 +43,9 @@ func NewSigner(secrets ...string) (*Signer, error) {
 	}
 	s := &Signer{}
 	for _, secret := range secrets {
-		b64, ok := strings.CutPrefix(secret, "whsec_")
-		key, err := base64.StdEncoding.DecodeString(b64)
-		if !ok || err != nil || len(key) < 24 || len(key) > 64 {
-			return nil, ErrBadSecret
+		key, err := store.SecretKey(secret)
+		if err != nil {
+			return nil, err
 		}
 		s.keys = append(s.keys, key)
 	}
