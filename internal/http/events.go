@@ -105,8 +105,8 @@ func (req appendEventRequest) toNewEvent(prefix string) (store.NewEvent, []Field
 	if req.EventVersion != nil {
 		ev.EventVersion = *req.EventVersion
 	}
-	ev.EventID, _ = uuid.Parse(req.EventID)
-	ev.CommandID, _ = uuid.Parse(req.CommandID)
+	ev.EventID, _ = parseUUID(req.EventID) // validated above (uuid36)
+	ev.CommandID, _ = parseUUID(req.CommandID)
 	return ev, errs
 }
 
