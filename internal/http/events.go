@@ -25,8 +25,17 @@ type appendEventRequest struct {
 	// The stream's business key.
 	DeciderID string `json:"decider_id" validate:"required,name" example:"order-1042"`
 	// The payload: any JSON value but null.
-	Data      json.RawMessage `json:"data" binding:"required" swaggertype:"object"`
-	CommandID string          `json:"command_id" validate:"required,uuid36" example:"0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f" format:"uuid"`
+	Data json.RawMessage `json:"data" binding:"required" swaggertype:"object"`
+	// Context beside the payload: who did it, from which request, which
+	// schema. A JSON object of at most 64 KiB (whitespace aside); default {}.
+	// A retry is identical when all but its "traceparent" and "tracestate"
+	// keys are: those describe the request, and a retry is a new one.
+	Metadata json.RawMessage `json:"metadata,omitempty" swaggertype:"object"`
+	// 0 to 100 tags, each 1 to 255 characters without control characters,
+	// such as "course:c-1": queries select events by them. Stored sorted in
+	// byte order, duplicates removed, so their order in a retry does not matter.
+	Tags      []string `json:"tags,omitempty" validate:"max=100,dive,name" maxItems:"100" example:"course:c-1,student:s-7"`
+	CommandID string   `json:"command_id" validate:"required,uuid36" example:"0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f" format:"uuid"`
 	// Required: null for a stream's first event, else the stream's last event_id.
 	PreviousID nullableUUID `json:"previous_id" binding:"required" swaggertype:"string" format:"uuid" extensions:"x-nullable"`
 	// true closes the stream: nothing may follow this event. Default false.
@@ -85,8 +94,12 @@ func (req appendEventRequest) toNewEvent(prefix string) (store.NewEvent, []Field
 	if msg := checkData(req.Data); msg != "" {
 		errs = append(errs, FieldError{Field: prefix + "data", Message: msg})
 	}
+	metadata, msg := checkMetadata(req.Metadata)
+	if msg != "" {
+		errs = append(errs, FieldError{Field: prefix + "metadata", Message: msg})
+	}
 	ev := store.NewEvent{Event: req.Event, EventVersion: 1, Decider: req.Decider, DeciderID: req.DeciderID,
-		Data: req.Data, Final: req.Final}
+		Data: req.Data, Metadata: metadata, Tags: req.Tags, Final: req.Final}
 	switch {
 	case !req.PreviousID.set:
 		errs = append(errs, FieldError{Field: prefix + "previous_id",
