@@ -61,6 +61,9 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	if err := json.Unmarshal(body, &ev); err != nil || req.Header.Get("webhook-id") != ev.EventID.String() {
 		r.t.Errorf("body %s, webhook-id %s", body, req.Header.Get("webhook-id"))
 	}
+	if len(ev.Tags) != 1 || ev.Tags[0] != "partition:"+ev.DeciderID || string(ev.Metadata) != `{"source":"setup"}` {
+		r.t.Errorf("the push lacks the event's tags or metadata: %s", body)
+	}
 	r.mu.Lock()
 	r.inFlight[ev.DeciderID]++
 	if r.inFlight[ev.DeciderID] > 1 {
@@ -121,7 +124,8 @@ func setup(t *testing.T, rcv *receiver, partitions, perPartition int) (*store.St
 		var prev *uuid.UUID
 		for i := range perPartition {
 			e := store.NewEvent{Event: "created", EventID: uuid.New(), EventVersion: 1, Decider: "order", DeciderID: id,
-				Data: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i)), CommandID: uuid.New(), PreviousID: prev}
+				Data: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i)), CommandID: uuid.New(), PreviousID: prev,
+				Tags: []string{"partition:" + id}, Metadata: json.RawMessage(`{"source":"setup"}`)}
 			res, err := st.AppendEvents(ctx, []store.NewEvent{e})
 			require.NoError(t, err)
 			prev = &e.EventID

@@ -244,6 +244,34 @@ func checkData(data json.RawMessage) string {
 	return ""
 }
 
+// maxMetadataBytes bounds an event's metadata, compacted.
+const maxMetadataBytes = 64 << 10
+
+// checkMetadata checks an event's metadata and returns it as stored (nil for
+// none: absent or null) or why it is refused. It must be a JSON object of at
+// most maxMetadataBytes once its insignificant whitespace is removed, with
+// data's limits on nesting and NUL.
+func checkMetadata(m json.RawMessage) (json.RawMessage, string) {
+	trimmed := bytes.TrimSpace(m)
+	if len(trimmed) == 0 || bytes.Equal(trimmed, []byte("null")) {
+		return nil, ""
+	}
+	if trimmed[0] != '{' {
+		return nil, `must be a JSON object, such as {"user": "ada"}`
+	}
+	if len(trimmed) > maxMetadataBytes {
+		var compact bytes.Buffer
+		if json.Compact(&compact, trimmed) != nil || compact.Len() > maxMetadataBytes {
+			return nil, fmt.Sprintf("must be at most %d bytes of JSON", maxMetadataBytes)
+		}
+		trimmed = compact.Bytes()
+	}
+	if msg := checkData(trimmed); msg != "" {
+		return nil, msg
+	}
+	return trimmed, ""
+}
+
 // Read limits of GET /v1/events and POST /v1/events/query, and the size of
 // a batch.
 const (

@@ -26,6 +26,15 @@ type appendEventRequest struct {
 	DeciderID string `json:"decider_id" validate:"required,name" example:"order-1042"`
 	// The payload: any JSON value but null.
 	Data json.RawMessage `json:"data" binding:"required" swaggertype:"object"`
+	// Context beside the payload: who did it, from which request, which
+	// schema. A JSON object of at most 64 KiB (whitespace aside); default {}.
+	// A retry is identical when all but its "traceparent" and "tracestate"
+	// keys are: those describe the request, and a retry is a new one.
+	Metadata json.RawMessage `json:"metadata,omitempty" swaggertype:"object"`
+	// 0 to 100 tags, each 1 to 255 characters without control characters,
+	// such as "course:c-1": queries select events by them. Stored sorted in
+	// byte order, duplicates removed, so their order in a retry does not matter.
+	Tags []string `json:"tags,omitempty" validate:"max=100,dive,name" maxItems:"100" example:"course:c-1,student:s-7"`
 	// The command (the request to the decider) that produced this event,
 	// chosen by the client: every event of one decision carries the same
 	// command_id, so a reader can tell which command caused which events.
@@ -89,8 +98,12 @@ func (req appendEventRequest) toNewEvent(prefix string) (store.NewEvent, []Field
 	if msg := checkData(req.Data); msg != "" {
 		errs = append(errs, FieldError{Field: prefix + "data", Message: msg})
 	}
+	metadata, msg := checkMetadata(req.Metadata)
+	if msg != "" {
+		errs = append(errs, FieldError{Field: prefix + "metadata", Message: msg})
+	}
 	ev := store.NewEvent{Event: req.Event, EventVersion: 1, Decider: req.Decider, DeciderID: req.DeciderID,
-		Data: req.Data, Final: req.Final}
+		Data: req.Data, Metadata: metadata, Tags: req.Tags, Final: req.Final}
 	switch {
 	case !req.PreviousID.set:
 		errs = append(errs, FieldError{Field: prefix + "previous_id",

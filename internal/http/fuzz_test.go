@@ -58,6 +58,8 @@ var bodySeeds = []string{
 	`{"event":"created","event_id":"5f0e1c3a-8d4b-4c2e-9f6a-1b2c3d4e5f60","decider":"order","decider_id":"o-1","data":{"a":1},"command_id":"0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f","previous_id":null}`,
 	`{"event":"created","event_id":"5f0e1c3a-8d4b-4c2e-9f6a-1b2c3d4e5f61","decider":"order","decider_id":"o-1","data":[],"command_id":"0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f","previous_id":"5f0e1c3a-8d4b-4c2e-9f6a-1b2c3d4e5f60","final":true}`,
 	`{"event":"created","event_id":"x","decider":"order","decider_id":"o\u0000","data":{"s":"\u0000"},"command_id":"y","previous_id":5}`,
+	`{"event":"created","event_id":"5f0e1c3a-8d4b-4c2e-9f6a-1b2c3d4e5f62","decider":"order","decider_id":"o-2","data":{},"command_id":"0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f","previous_id":null,"metadata":{"user":"ada","traceparent":"00-x"},"tags":["b","a","b","\u0085",""]}`,
+	`{"event":"created","event_id":"5f0e1c3a-8d4b-4c2e-9f6a-1b2c3d4e5f63","decider":"order","decider_id":"o-3","data":{},"command_id":"0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f","previous_id":null,"metadata":[1],"tags":{"a":1}}`,
 	`{"event":1e400,"event_version":99999999999999999999,"data":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}`,
 	"{\"event\":\"\xff\xfe\"}", `null`, `[]`, `""`, `{`, `{}{}`, `{"events":[]}`, `{"events":[{},{}]}`,
 	`{"limit":0,"wait_s":-1}`, `{"start_at":"2020-01-01T00:00:00Z","edge_function_url":"http://[::1]:1/x","secret":"whsec_"}`,

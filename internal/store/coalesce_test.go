@@ -20,8 +20,10 @@ func TestGroupedAppendsAnswerEachCaller(t *testing.T) {
 	t.Parallel()
 	s := storetest.NewStore(t)
 	register(t, s, "order", "created")
-	storedNew := ev("order", "stored", nil) // sent again below, as a retry does
+	storedNew := tagged("order", "stored", nil) // sent again below, as a retry does
 	stored := appendOne(t, s, storedNew)
+	reordered := storedNew
+	reordered.Tags = wantTags("stored")
 
 	for round := range 5 {
 		type call struct {
@@ -30,18 +32,26 @@ func TestGroupedAppendsAnswerEachCaller(t *testing.T) {
 		}
 		var calls []call
 		for i := range 40 {
-			calls = append(calls, call{"fresh", ev("order", fmt.Sprintf("r%d-fresh-%d", round, i), nil)})
+			fresh := ev("order", fmt.Sprintf("r%d-fresh-%d", round, i), nil)
+			if i%2 == 0 { // metadata and tags go through the grouped statement
+				fresh = tagged("order", fresh.DeciderID, nil)
+			}
+			calls = append(calls, call{"fresh", fresh})
 		}
 		hot := fmt.Sprintf("r%d-hot", round)
 		for range 10 {
 			calls = append(calls, call{"contended", ev("order", hot, nil)})
 		}
-		for range 5 {
-			calls = append(calls, call{"retry", storedNew})
+		for i := range 5 {
+			calls = append(calls, call{"retry", []store.NewEvent{storedNew, reordered}[i%2]})
 		}
-		for range 5 {
+		for i := range 5 {
 			dup := storedNew
-			dup.Data = json.RawMessage(`{"other":true}`)
+			if i%2 == 0 {
+				dup.Data = json.RawMessage(`{"other":true}`)
+			} else {
+				dup.Tags = []string{"other"}
+			}
 			calls = append(calls, call{"duplicate", dup})
 		}
 		twin := ev("order", fmt.Sprintf("r%d-twin", round), nil)
@@ -67,6 +77,9 @@ func TestGroupedAppendsAnswerEachCaller(t *testing.T) {
 				require.NoError(t, errs[i])
 				assert.True(t, results[i].Created)
 				assert.Equal(t, c.e.EventID, results[i].Events[0].EventID)
+				if c.e.Tags != nil {
+					requireExtras(t, c.e, results[i].Events[0])
+				}
 			case "contended":
 				if errs[i] == nil {
 					contendedWins++

@@ -9,7 +9,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // Event is one stored event. Its JSON form is the one the API returns and the
@@ -21,6 +20,11 @@ type Event struct {
 	Decider      string          `json:"decider" example:"order" binding:"required"`
 	DeciderID    string          `json:"decider_id" example:"order-1042" binding:"required"`
 	Data         json.RawMessage `json:"data" swaggertype:"object" binding:"required"`
+	// Context beside the payload (who, from which request, which schema,
+	// the request's trace context): always an object, {} when none.
+	Metadata json.RawMessage `json:"metadata" swaggertype:"object" binding:"required"`
+	// The event's tags, sorted in byte order without duplicates; [] when none.
+	Tags []string `json:"tags" example:"course:c-1,student:s-7" binding:"required"`
 	// The command that produced the event, chosen by the client: the events
 	// of one decision share it, so it tells which command caused what.
 	CommandID uuid.UUID `json:"command_id" swaggertype:"string" format:"uuid" example:"0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f" binding:"required"`
@@ -44,9 +48,15 @@ type NewEvent struct {
 	Decider      string
 	DeciderID    string
 	Data         json.RawMessage
-	CommandID    uuid.UUID
-	PreviousID   *uuid.UUID
-	Final        bool
+	// Metadata is a JSON object; nil or empty means {}.
+	Metadata json.RawMessage
+	// Tags are stored sorted in byte order, duplicates removed (see
+	// NormalizeTags), so that a retry naming them in another order is the
+	// same event.
+	Tags       []string
+	CommandID  uuid.UUID
+	PreviousID *uuid.UUID
+	Final      bool
 }
 
 // AppendResult is what an append stored.
@@ -56,98 +66,6 @@ type AppendResult struct {
 	// Created is false when every event was stored already with identical
 	// content: the append was a client's retry and changed nothing.
 	Created bool
-}
-
-const eventColumns = `event, event_id, event_version, decider, decider_id, data, command_id, previous_id, final, created_at, "offset"`
-
-// insertFromArrays inserts events from parallel arrays, in input order.
-const insertFromArrays = `
-INSERT INTO events (event, event_id, event_version, decider, decider_id, data, command_id, previous_id, final)
-SELECT i.event, i.event_id::uuid, i.event_version, i.decider, i.decider_id, i.data::jsonb, i.command_id::uuid,
-       i.previous_id::uuid, i.final
-FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-            $9::bool[]) WITH ORDINALITY
-         AS i(event, event_id, event_version, decider, decider_id, data, command_id, previous_id, final, ord)
-ORDER BY i.ord
-`
-
-// appendSQL skips an event whose event_id is stored already (ON CONFLICT):
-// the caller then checks that the stored one is identical.
-const appendSQL = insertFromArrays + `ON CONFLICT ON CONSTRAINT events_event_id_key DO NOTHING
-RETURNING ` + eventColumns
-
-// appendBatchSQL is for batches, all or nothing: a stored event_id fails it.
-const appendBatchSQL = insertFromArrays + `RETURNING ` + eventColumns
-
-// appendOneSQL is appendSQL for one event: PostgreSQL executes it about a
-// quarter cheaper than unnesting one-element arrays (measured with pgbench).
-const appendOneSQL = `
-INSERT INTO events (event, event_id, event_version, decider, decider_id, data, command_id, previous_id, final)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-ON CONFLICT ON CONSTRAINT events_event_id_key DO NOTHING
-RETURNING ` + eventColumns
-
-// storedSQL returns the stored events with these event_ids, each with whether
-// it is identical to the one given.
-var storedSQL = `
-SELECT ` + prefixed("e.") + `,
-       (e.event = i.event AND e.event_version = i.event_version AND e.decider = i.decider
-        AND e.decider_id = i.decider_id AND e.data = i.data::jsonb AND e.command_id = i.command_id::uuid
-        AND e.previous_id IS NOT DISTINCT FROM i.previous_id::uuid AND e.final = i.final) AS identical
-FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-            $9::bool[]) AS i(event, event_id, event_version, decider, decider_id, data, command_id, previous_id, final)
-JOIN events e ON e.event_id = i.event_id::uuid`
-
-func prefixed(p string) string {
-	return p + `event, ` + p + `event_id, ` + p + `event_version, ` + p + `decider, ` + p + `decider_id, ` +
-		p + `data, ` + p + `command_id, ` + p + `previous_id, ` + p + `final, ` + p + `created_at, ` + p + `"offset"`
-}
-
-// columns turns events into the parallel arrays appendSQL and storedSQL take.
-func columns(evs []NewEvent) []any {
-	n := len(evs)
-	var (
-		names, ids, deciders, deciderIDs, data, commands = make([]string, n), make([]string, n),
-			make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		versions = make([]int64, n)
-		previous = make([]*string, n)
-		finals   = make([]bool, n)
-	)
-	for i, e := range evs {
-		names[i], ids[i], versions[i] = e.Event, e.EventID.String(), e.EventVersion
-		deciders[i], deciderIDs[i], data[i] = e.Decider, e.DeciderID, string(e.Data)
-		commands[i], finals[i] = e.CommandID.String(), e.Final
-		if e.PreviousID != nil {
-			p := e.PreviousID.String()
-			previous[i] = &p
-		}
-	}
-	return []any{names, ids, versions, deciders, deciderIDs, data, commands, previous, finals}
-}
-
-// pgUUID passes a UUID as its 16 bytes: uuid.UUID would go through
-// driver.Valuer and a string, a measurable cost on the append path.
-func pgUUID(id *uuid.UUID) pgtype.UUID {
-	if id == nil {
-		return pgtype.UUID{}
-	}
-	return pgtype.UUID{Bytes: *id, Valid: true}
-}
-
-func scanEvent(row pgx.Row, extra ...any) (Event, error) {
-	var e Event
-	var data []byte
-	dest := append([]any{&e.Event, &e.EventID, &e.EventVersion, &e.Decider, &e.DeciderID, &data,
-		&e.CommandID, &e.PreviousID, &e.Final, &e.CreatedAt, &e.Offset}, extra...)
-	if err := row.Scan(dest...); err != nil {
-		return Event{}, err
-	}
-	e.Data = data
-	return e, nil
-}
-
-func collectEvents(rows pgx.Rows) ([]Event, error) {
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Event, error) { return scanEvent(r) })
 }
 
 // AppendEvents appends evs atomically, all or nothing, in input order. They
@@ -239,7 +157,7 @@ type dbtx interface {
 // for an event_id found stored with other content.
 func (s *Store) appendOne(ctx context.Context, e NewEvent) (AppendResult, error) {
 	rows, err := s.pool.Query(ctx, appendOneSQL, e.Event, pgUUID(&e.EventID), e.EventVersion, e.Decider, e.DeciderID,
-		string(e.Data), pgUUID(&e.CommandID), pgUUID(e.PreviousID), e.Final)
+		string(e.Data), pgUUID(&e.CommandID), pgUUID(e.PreviousID), e.Final, e.metadata(), NormalizeTags(e.Tags))
 	if err != nil {
 		return AppendResult{}, err
 	}

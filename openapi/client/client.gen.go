@@ -90,8 +90,21 @@ type AppendEventRequest struct {
 	// Final true closes the stream: nothing may follow this event. Default false.
 	Final *bool `json:"final,omitempty"`
 
+	// Metadata Context beside the payload: who did it, from which request, which
+	// schema. A JSON object of at most 64 KiB (whitespace aside); default {}.
+	// A retry is identical when all but its "traceparent" and "tracestate"
+	// keys are: those describe the request, and a retry is a new one.
+	Metadata *map[string]interface{} `json:"metadata,omitempty"`
+
 	// PreviousId Required: null for a stream's first event, else the stream's last event_id.
 	PreviousId *openapi_types.UUID `json:"previous_id"`
+
+	// Tags 0 to 100 tags, each 1 to 255 characters without control characters,
+	// such as "course:c-1": queries select events by them. Stored sorted in
+	// byte order, duplicates removed, so their order in a retry does not matter.
+	//
+	// Example: ["course:c-1","student:s-7"]
+	Tags *[]string `json:"tags,omitempty"`
 }
 
 // Decider defines model for Decider.
@@ -135,6 +148,10 @@ type Event struct {
 	// Final true when the event closed its stream.
 	Final bool `json:"final"`
 
+	// Metadata Context beside the payload (who, from which request, which schema,
+	// the request's trace context): always an object, {} when none.
+	Metadata map[string]interface{} `json:"metadata"`
+
 	// Offset The event's position in the whole log: increasing, with gaps (an
 	// append that fails uses up the offsets it took; a gap is never a lost
 	// event).
@@ -144,6 +161,11 @@ type Event struct {
 
 	// PreviousId null for a stream's first event.
 	PreviousId *openapi_types.UUID `json:"previous_id"`
+
+	// Tags The event's tags, sorted in byte order without duplicates; [] when none.
+	//
+	// Example: ["course:c-1","student:s-7"]
+	Tags []string `json:"tags"`
 }
 
 // EventList defines model for EventList.
@@ -234,6 +256,10 @@ type LeasedEvent struct {
 	// LeaseId The partition's lease: present it to ack or nack.
 	LeaseId openapi_types.UUID `json:"lease_id"`
 
+	// Metadata Context beside the payload (who, from which request, which schema,
+	// the request's trace context): always an object, {} when none.
+	Metadata map[string]interface{} `json:"metadata"`
+
 	// Offset The event's position in the whole log: increasing, with gaps (an
 	// append that fails uses up the offsets it took; a gap is never a lost
 	// event).
@@ -243,6 +269,11 @@ type LeasedEvent struct {
 
 	// PreviousId null for a stream's first event.
 	PreviousId *openapi_types.UUID `json:"previous_id"`
+
+	// Tags The event's tags, sorted in byte order without duplicates; [] when none.
+	//
+	// Example: ["course:c-1","student:s-7"]
+	Tags []string `json:"tags"`
 }
 
 // LeasedEventList defines model for LeasedEventList.

@@ -45,11 +45,14 @@ func TestGeneratedClientScenario(t *testing.T) {
 	a, err := c.AppendEventWithResponse(ctx, client.AppendEventRequest{
 		Event: "placed", EventId: first, Decider: "order", DeciderId: "o-1",
 		Data: map[string]any{"total": 42}, CommandId: uuid.New(), PreviousId: nil,
+		Metadata: &map[string]any{"user": "ada"}, Tags: &[]string{"order:o-1", "customer:c-7"},
 	})
 	require.NoError(t, err)
 	require.NotNil(t, a.JSON201, "%s", a.Body)
 	assert.Nil(t, a.JSON201.PreviousId)
 	assert.Positive(t, a.JSON201.Offset)
+	assert.Equal(t, map[string]any{"user": "ada"}, a.JSON201.Metadata)
+	assert.Equal(t, []string{"customer:c-7", "order:o-1"}, a.JSON201.Tags, "stored sorted")
 
 	// A second first event: the conflict, decoded, names the stream's last event.
 	conflict, err := c.AppendEventWithResponse(ctx, client.AppendEventRequest{
@@ -99,6 +102,8 @@ func TestGeneratedClientScenario(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, s.JSON200, "%s", s.Body)
 	require.Len(t, s.JSON200.Events, 3)
+	assert.Equal(t, []string{"customer:c-7", "order:o-1"}, s.JSON200.Events[0].Tags, "leases carry tags")
+	assert.Equal(t, map[string]any{}, s.JSON200.Events[2].Metadata, "{} when none")
 	byStream := map[string]client.LeasedEvent{}
 	for _, e := range s.JSON200.Events {
 		byStream[e.DeciderId] = e // the last of each partition

@@ -96,6 +96,7 @@ func polish(doc *openapi3.T) {
 		fixNullable(ref)
 		anyData(ref)
 		openObjects(ref)
+		tagItems(ref)
 	}
 	for _, item := range doc.Paths.Map() {
 		for _, op := range item.Operations() {
@@ -139,15 +140,31 @@ func anyData(ref *openapi3.SchemaRef) {
 	}
 }
 
-// openObjects says that a query's matches are objects with any fields: swag
-// writes a bare "type: object", which generators read as an object with none.
+// openObjects says that a query's matches and an event's metadata are
+// objects with any fields: swag writes a bare "type: object", which
+// generators read as an object with none.
 func openObjects(ref *openapi3.SchemaRef) {
 	if ref == nil || ref.Value == nil {
 		return
 	}
+	yes := true
 	if m, ok := ref.Value.Properties["matches"]; ok && m.Value != nil && m.Value.Items != nil && m.Value.Items.Value != nil {
-		yes := true
 		m.Value.Items.Value.AdditionalProperties = openapi3.AdditionalProperties{Has: &yes}
+	}
+	if m, ok := ref.Value.Properties["metadata"]; ok && m.Value != nil {
+		m.Value.AdditionalProperties = openapi3.AdditionalProperties{Has: &yes}
+	}
+}
+
+// tagItems says what a tag is (swag has no way to constrain the items of a
+// list): 1 to 255 characters.
+func tagItems(ref *openapi3.SchemaRef) {
+	if ref == nil || ref.Value == nil {
+		return
+	}
+	if t, ok := ref.Value.Properties["tags"]; ok && t.Value != nil && t.Value.Items != nil && t.Value.Items.Value != nil {
+		maxLen := uint64(255)
+		t.Value.Items.Value.MinLength, t.Value.Items.Value.MaxLength = 1, &maxLen
 	}
 }
 

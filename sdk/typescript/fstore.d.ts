@@ -398,11 +398,28 @@ export interface components {
             event_version?: number;
             /** @description true closes the stream: nothing may follow this event. Default false. */
             final?: boolean;
+            /** @description Context beside the payload: who did it, from which request, which
+             *     schema. A JSON object of at most 64 KiB (whitespace aside); default {}.
+             *     A retry is identical when all but its "traceparent" and "tracestate"
+             *     keys are: those describe the request, and a retry is a new one. */
+            metadata?: {
+                [key: string]: unknown;
+            };
             /**
              * Format: uuid
              * @description Required: null for a stream's first event, else the stream's last event_id.
              */
             previous_id: string | null;
+            /**
+             * @description 0 to 100 tags, each 1 to 255 characters without control characters,
+             *     such as "course:c-1": queries select events by them. Stored sorted in
+             *     byte order, duplicates removed, so their order in a retry does not matter.
+             * @example [
+             *       "course:c-1",
+             *       "student:s-7"
+             *     ]
+             */
+            tags?: string[];
         };
         Decider: {
             decider: string;
@@ -438,6 +455,11 @@ export interface components {
             event_version: number;
             /** @description true when the event closed its stream. */
             final: boolean;
+            /** @description Context beside the payload (who, from which request, which schema,
+             *     the request's trace context): always an object, {} when none. */
+            metadata: {
+                [key: string]: unknown;
+            };
             /**
              * Format: int64
              * @description The event's position in the whole log: increasing, with gaps (an
@@ -451,6 +473,14 @@ export interface components {
              * @description null for a stream's first event.
              */
             previous_id: string | null;
+            /**
+             * @description The event's tags, sorted in byte order without duplicates; [] when none.
+             * @example [
+             *       "course:c-1",
+             *       "student:s-7"
+             *     ]
+             */
+            tags: string[];
         };
         EventList: {
             events: components["schemas"]["Event"][];
@@ -525,6 +555,11 @@ export interface components {
              * @description The partition's lease: present it to ack or nack.
              */
             lease_id: string;
+            /** @description Context beside the payload (who, from which request, which schema,
+             *     the request's trace context): always an object, {} when none. */
+            metadata: {
+                [key: string]: unknown;
+            };
             /**
              * Format: int64
              * @description The event's position in the whole log: increasing, with gaps (an
@@ -538,6 +573,14 @@ export interface components {
              * @description null for a stream's first event.
              */
             previous_id: string | null;
+            /**
+             * @description The event's tags, sorted in byte order without duplicates; [] when none.
+             * @example [
+             *       "course:c-1",
+             *       "student:s-7"
+             *     ]
+             */
+            tags: string[];
         };
         LeasedEventList: {
             events: components["schemas"]["LeasedEvent"][];

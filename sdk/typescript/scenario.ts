@@ -19,10 +19,12 @@ export async function scenario(baseUrl: string): Promise<void> {
     body: {
       event: "placed", event_id: first, decider: "order", decider_id: "o-1",
       data: { total: 42 }, command_id: crypto.randomUUID(), previous_id: null,
+      metadata: { user: "ada", schema: 2 }, tags: ["order:o-1", "customer:c-7"],
     },
   });
   const stored: Event | undefined = appended.data;
-  console.log("appended at offset", stored?.offset);
+  const tags: string[] = stored?.tags ?? [];
+  console.log("appended at offset", stored?.offset, "tagged", tags.join(","), "by", stored?.metadata.user);
 
   const conflict = await api.POST("/v1/events", {
     body: {
