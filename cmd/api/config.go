@@ -25,6 +25,10 @@ type config struct {
 	Insecure bool `env:"FSTORE_INSECURE" envDefault:"false"`
 	// Largest accepted request body in bytes. Default 8 MiB.
 	MaxBodyBytes int64 `env:"FSTORE_MAX_BODY_BYTES" envDefault:"8388608"`
+	// Let views push to loopback and private addresses, as the dispatcher
+	// does with the same setting: registration refuses a URL the dispatcher
+	// would never reach. Default false.
+	AllowPrivateURLs bool `env:"FSTORE_ALLOW_PRIVATE_URLS" envDefault:"false"`
 	// How long shutdown waits for in-flight requests. Default 20s.
 	ShutdownTimeout time.Duration `env:"FSTORE_SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	// How long start-up waits for the database to answer. Default 60s.
@@ -86,6 +90,7 @@ func (c config) MarshalZerologObject(e *zerolog.Event) {
 		Str("addr", c.Addr).
 		Int("api_keys", len(c.APIKeys)).
 		Bool("insecure", c.Insecure).
+		Bool("allow_private_urls", c.AllowPrivateURLs).
 		Int64("max_body_bytes", c.MaxBodyBytes).
 		Str("shutdown_timeout", c.ShutdownTimeout.String()).
 		Str("log_level", c.LogLevel)

@@ -65,6 +65,7 @@ func run() error {
 
 	api := httpapi.NewServer(st, httpapi.Options{
 		Logger: logger, APIKeys: cfg.APIKeys, MaxBodyBytes: cfg.MaxBodyBytes, SchemaVersion: version,
+		AllowPrivateURLs: cfg.AllowPrivateURLs,
 	})
 	srv := &http.Server{
 		Handler:           api.Handler(),

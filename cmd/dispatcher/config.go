@@ -15,8 +15,9 @@ import (
 type config struct {
 	// PostgreSQL connection string. No default: make run sets it.
 	DatabaseURL string `env:"DATABASE_URL,required,notEmpty"`
-	// Listen address of /metrics and /healthz. Default :9090.
-	MetricsAddr string `env:"FSTORE_METRICS_ADDR" envDefault:":9090"`
+	// Listen address of /metrics and /healthz. Default 127.0.0.1:9090, like
+	// the API: metrics name views and are for this machine unless asked.
+	MetricsAddr string `env:"FSTORE_METRICS_ADDR" envDefault:"127.0.0.1:9090"`
 	// Let pushes reach loopback and private addresses. Default false.
 	AllowPrivateURLs bool `env:"FSTORE_ALLOW_PRIVATE_URLS" envDefault:"false"`
 	// Partitions in flight at once. Default 256.
@@ -27,6 +28,9 @@ type config struct {
 	MaxAttempts int `env:"FSTORE_DISPATCH_MAX_ATTEMPTS" envDefault:"20"`
 	// …or after failing for this long. Default 72h.
 	MaxAge time.Duration `env:"FSTORE_DISPATCH_MAX_AGE" envDefault:"72h"`
+	// How long push attempts are kept (at most the last 100 per
+	// partition); 0 records none. Default 168h.
+	AttemptRetention time.Duration `env:"FSTORE_ATTEMPT_RETENTION" envDefault:"168h"`
 	// How long shutdown lets pushes in flight finish. Default 20s.
 	ShutdownTimeout time.Duration `env:"FSTORE_SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	// How long start-up waits for the database. Default 60s.
@@ -55,6 +59,9 @@ func loadConfig() (config, error) {
 	if cfg.MaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("FSTORE_DISPATCH_MAX_ATTEMPTS %d: want at least 1", cfg.MaxAttempts))
 	}
+	if cfg.AttemptRetention < 0 {
+		errs = append(errs, fmt.Errorf("FSTORE_ATTEMPT_RETENTION %s: want 0 (record none) or more", cfg.AttemptRetention))
+	}
 	errs = append(errs, startup.CheckLogging(cfg.LogLevel, cfg.LogFormat))
 	return cfg, errors.Join(errs...)
 }
@@ -64,5 +71,6 @@ func (c config) MarshalZerologObject(e *zerolog.Event) {
 	e.Str("database_url", startup.RedactURL(c.DatabaseURL)).Str("metrics_addr", c.MetricsAddr).
 		Bool("allow_private_urls", c.AllowPrivateURLs).Int("max_in_flight", c.MaxInFlight).
 		Str("attempt_timeout", c.AttemptTimeout.String()).Int("max_attempts", c.MaxAttempts).
-		Str("max_age", c.MaxAge.String()).Str("shutdown_timeout", c.ShutdownTimeout.String()).Str("log_level", c.LogLevel)
+		Str("max_age", c.MaxAge.String()).Str("attempt_retention", c.AttemptRetention.String()).
+		Str("shutdown_timeout", c.ShutdownTimeout.String()).Str("log_level", c.LogLevel)
 }

@@ -77,7 +77,12 @@ func run() error {
 	}()
 	logger.Info().Str("metrics", "http://"+cfg.MetricsAddr+"/metrics").Msg("fstore dispatcher running")
 
+	retention := cfg.AttemptRetention
+	if retention == 0 {
+		retention = -1 // 0 in the environment: record none
+	}
 	d := dispatch.New(st, dispatch.Config{
+		AttemptRetention: retention,
 		MaxInFlight: cfg.MaxInFlight, AttemptTimeout: cfg.AttemptTimeout, MaxAttempts: cfg.MaxAttempts,
 		MaxAge: cfg.MaxAge, ShutdownTimeout: cfg.ShutdownTimeout,
 		Guard:     dispatch.Guard{AllowPrivate: cfg.AllowPrivateURLs},

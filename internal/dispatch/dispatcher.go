@@ -23,11 +23,9 @@ import (
 type Store interface {
 	PushViews(ctx context.Context) ([]store.PushView, error)
 	LeaseEvents(ctx context.Context, view string, r store.LeaseRequest) ([]store.LeasedEvent, error)
-	Ack(ctx context.Context, view, decider, deciderID string, offset int64, leaseID uuid.UUID) (store.Partition, error)
-	Nack(ctx context.Context, view, decider, deciderID string, leaseID uuid.UUID, retryAfter time.Duration) (store.Partition, error)
-	RecordFailure(ctx context.Context, view, decider, deciderID string, leaseID uuid.UUID, f store.Failure) (store.Partition, error)
-	GetPartition(ctx context.Context, view, decider, deciderID string) (store.Partition, error)
+	SettlePush(ctx context.Context, view, decider, deciderID string, leaseID uuid.UUID, st store.Settlement) (store.Partition, error)
 	DisableDispatch(ctx context.Context, view, reason string) error
+	PruneAttempts(ctx context.Context, before time.Time, limit int) (int64, error)
 	WatchLog() (<-chan struct{}, func())
 }
 
@@ -57,6 +55,9 @@ type Config struct {
 	Guard Guard
 	// The user-agent header. Default "fstore-dispatcher".
 	UserAgent string
+	// How long push attempts are kept (at most the last 100 per
+	// partition). Default 168 h; negative: attempts are not recorded.
+	AttemptRetention time.Duration
 }
 
 func (c *Config) defaults() {
@@ -83,6 +84,9 @@ func (c *Config) defaults() {
 	}
 	if c.UserAgent == "" {
 		c.UserAgent = "fstore-dispatcher"
+	}
+	if c.AttemptRetention == 0 {
+		c.AttemptRetention = 168 * time.Hour
 	}
 }
 
@@ -129,6 +133,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	pushCtx, cancelPushes := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelPushes()
 	var inFlight sync.WaitGroup
+	if d.cfg.AttemptRetention > 0 {
+		inFlight.Go(func() { d.pruneAttempts(ctx) })
+	}
 	var views []store.PushView
 	polled := map[string]time.Time{} // each view's last lease attempt
 	list, byTimer := true, false
@@ -268,45 +275,113 @@ func byPartition(evs []store.LeasedEvent) [][]store.LeasedEvent {
 }
 
 // pushPartition pushes a partition's leased events one after the other and
-// settles the lease once: an ack of the last one pushed, or a recorded
-// failure that also acks those pushed before it. It stops early rather
-// than push past the lease's end.
+// settles the lease once, with the attempts, in one round trip: an ack of
+// the last one pushed, or a recorded failure that also acks those pushed
+// before it. It stops early rather than push past the lease's end.
 func (d *Dispatcher) pushPartition(ctx context.Context, v store.PushView, signer *Signer, evs []store.LeasedEvent, leaseEnd time.Time) {
 	head := evs[0]
 	log := d.log.With().Str("view", v.View).Str("decider", head.Decider).Str("decider_id", head.DeciderID).Logger()
-	bg := context.WithoutCancel(ctx)
-	var pushed int64 // the last offset pushed successfully
+	var settled store.Settlement
+	outcome := "ok"
 	for i, e := range evs {
 		if i > 0 && time.Until(leaseEnd) < d.cfg.AttemptTimeout {
 			break // the rest wait for the next lease
 		}
 		start := time.Now()
-		status, retryAfter, err := d.send(ctx, v, signer, e.Event)
-		outcome := "ok"
+		res := d.send(ctx, v, signer, e.Event)
+		d.record(&settled, e, start, res)
 		switch {
-		case err == nil && status >= 200 && status < 300:
-			pushed = e.Offset
+		case res.err == nil && res.status >= 200 && res.status < 300:
+			settled.AckedOffset = e.Offset
 		case ctx.Err() != nil:
-			outcome = "cancelled"
-			d.giveBack(bg, v, head, pushed, log) // shutting down: free the partition at once
-		case status == http.StatusGone:
+			outcome = "cancelled" // shutting down: free the partition at once
+		case res.status == http.StatusGone:
 			outcome = "gone"
 			log.Warn().Msg("receiver answered 410 Gone: push delivery disabled for the view")
-			_ = d.st.DisableDispatch(bg, v.View, "the receiver answered 410 Gone")
+			if err := d.st.DisableDispatch(context.WithoutCancel(ctx), v.View, "the receiver answered 410 Gone"); err != nil {
+				logSettleError(log, err, "disabling push delivery")
+			}
 			d.stale.Store(true)
-			d.giveBack(bg, v, head, pushed, log)
 		default:
-			outcome = d.fail(bg, v, e, pushed, status, retryAfter, err, log)
+			outcome = d.failure(&settled, head, res)
 		}
 		d.observe(v.View, outcome, time.Since(start))
 		if outcome != "ok" {
-			return
+			break
 		}
 	}
-	if _, err := d.st.Ack(bg, v.View, head.Decider, head.DeciderID, pushed, head.LeaseID); err != nil {
+	d.settle(ctx, v, head, settled, log)
+}
+
+// pushResult is what one push came back with.
+type pushResult struct {
+	status     int
+	retryAfter time.Duration
+	body       string // the first bytes of the answer's body
+	err        error
+}
+
+// record adds a push to the lease's attempts, unless attempts are not kept.
+func (d *Dispatcher) record(settled *store.Settlement, e store.LeasedEvent, start time.Time, res pushResult) {
+	if d.cfg.AttemptRetention < 0 {
+		return
+	}
+	a := store.Attempt{At: start, Kind: "push", EventID: &e.EventID, Offset: &e.Offset,
+		DurationMs: float64(time.Since(start).Microseconds()) / 1000}
+	if res.status != 0 {
+		a.Status = &res.status
+		a.Response = &res.body
+	}
+	if why := reason(res); why != "" {
+		a.Error = &why
+	}
+	settled.Attempts = append(settled.Attempts, a)
+}
+
+// reason names a failed push for operators; "" for a delivery.
+func reason(res pushResult) string {
+	switch {
+	case res.err != nil:
+		return errorClass(res.err)
+	case res.status < 200 || res.status >= 300:
+		return fmt.Sprintf("HTTP %d", res.status)
+	}
+	return ""
+}
+
+// failure describes the failed push that ends the lease and returns the
+// outcome's name. The backoff counts from the failures the lease reported,
+// so no round trip is needed to learn them.
+func (d *Dispatcher) failure(settled *store.Settlement, head store.LeasedEvent, res pushResult) string {
+	delay := res.retryAfter
+	if delay == 0 {
+		delay = d.cfg.Backoff.Delay(head.Attempts + 1)
+	}
+	settled.Failure = &store.Failure{Error: reason(res), Status: res.status, RetryAt: time.Now().Add(delay),
+		MaxAttempts: d.cfg.MaxAttempts, MaxAge: d.cfg.MaxAge}
+	if res.err != nil {
+		return "error"
+	}
+	return "http_error"
+}
+
+// settle ends the lease in one round trip and logs how.
+func (d *Dispatcher) settle(ctx context.Context, v store.PushView, head store.LeasedEvent, settled store.Settlement, log zerolog.Logger) {
+	p, err := d.st.SettlePush(context.WithoutCancel(ctx), v.View, head.Decider, head.DeciderID, head.LeaseID, settled)
+	f := settled.Failure
+	switch {
+	case err != nil && f == nil && settled.AckedOffset > 0:
 		// Delivered; the events will be pushed again (at least once).
 		d.observe(v.View, "ack_failed", 0)
 		logSettleError(log, err, "delivered, but the ack was refused")
+	case err != nil:
+		logSettleError(log, err, "settling the lease")
+	case f != nil && p.Parked:
+		d.observe(v.View, "parked", 0)
+		log.Error().Str("error", f.Error).Int("attempts", p.Attempts).Msg("partition parked: retry it with POST .../retry")
+	case f != nil:
+		log.Info().Str("error", f.Error).Int("attempts", p.Attempts).Str("retry_in", time.Until(f.RetryAt).Round(time.Millisecond).String()).
+			Msg("push failed")
 	}
 }
 
@@ -316,20 +391,7 @@ func (d *Dispatcher) observe(view, outcome string, dur time.Duration) {
 	}
 }
 
-// giveBack acks what was pushed, or releases the lease when nothing was.
-func (d *Dispatcher) giveBack(ctx context.Context, v store.PushView, head store.LeasedEvent, pushed int64, log zerolog.Logger) {
-	var err error
-	if pushed > 0 {
-		_, err = d.st.Ack(ctx, v.View, head.Decider, head.DeciderID, pushed, head.LeaseID)
-	} else {
-		_, err = d.st.Nack(ctx, v.View, head.Decider, head.DeciderID, head.LeaseID, 0)
-	}
-	if err != nil {
-		logSettleError(log, err, "giving the lease back")
-	}
-}
-
-// logSettleError logs a refused ack or nack; a view deleted meanwhile is
+// logSettleError logs a refused settlement; a view deleted meanwhile is
 // expected and only worth a debug line.
 func logSettleError(log zerolog.Logger, err error, msg string) {
 	if errors.Is(err, store.ErrNotFound) {
@@ -339,60 +401,60 @@ func logSettleError(log zerolog.Logger, err error, msg string) {
 	log.Warn().Err(err).Msg(msg)
 }
 
-// fail records a failed push (acking the events pushed before it) and
-// returns the outcome's name.
-func (d *Dispatcher) fail(ctx context.Context, v store.PushView, e store.LeasedEvent, pushed int64, status int, retryAfter time.Duration, err error, log zerolog.Logger) string {
-	reason, outcome := fmt.Sprintf("HTTP %d", status), "http_error"
-	if err != nil {
-		reason, outcome = errorClass(err), "error"
-	}
-	delay := retryAfter
-	if delay == 0 {
-		attempts := 0
-		if p, perr := d.st.GetPartition(ctx, v.View, e.Decider, e.DeciderID); perr == nil {
-			attempts = p.Attempts
+// pruneAttempts deletes attempts older than the retention once a minute,
+// in bounded batches through the index on their time, until ctx ends.
+// Several dispatchers may prune at once: each deletes different rows or none.
+func (d *Dispatcher) pruneAttempts(ctx context.Context) {
+	const batch = 10000
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		for {
+			n, err := d.st.PruneAttempts(ctx, time.Now().Add(-d.cfg.AttemptRetention), batch)
+			if err != nil {
+				if ctx.Err() == nil {
+					d.log.Warn().Err(err).Msg("pruning push attempts")
+				}
+				break
+			}
+			if n < batch {
+				break
+			}
 		}
-		delay = d.cfg.Backoff.Delay(attempts + 1)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
-	p, rerr := d.st.RecordFailure(ctx, v.View, e.Decider, e.DeciderID, e.LeaseID, store.Failure{
-		AckedOffset: pushed, Error: reason, Status: status, RetryAt: time.Now().Add(delay),
-		MaxAttempts: d.cfg.MaxAttempts, MaxAge: d.cfg.MaxAge,
-	})
-	switch {
-	case rerr != nil:
-		logSettleError(log, rerr, "recording a failed push")
-	case p.Parked:
-		log.Error().Str("error", reason).Int("attempts", p.Attempts).Msg("partition parked: retry it with POST .../retry")
-		return "parked"
-	default:
-		log.Info().Str("error", reason).Int("attempts", p.Attempts).Str("retry_in", delay.Round(time.Millisecond).String()).Msg("push failed")
-	}
-	return outcome
 }
 
-// send POSTs the event, signed, and returns the status and any Retry-After.
-func (d *Dispatcher) send(ctx context.Context, v store.PushView, signer *Signer, e store.Event) (int, time.Duration, error) {
+// send POSTs the event, signed, and returns the status, any Retry-After,
+// and the first KiB of the answer's body.
+func (d *Dispatcher) send(ctx context.Context, v store.PushView, signer *Signer, e store.Event) pushResult {
 	body, err := json.Marshal(e)
 	if err != nil {
-		return 0, 0, err
+		return pushResult{err: err}
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.AttemptTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, v.URL, bytes.NewReader(body))
 	if err != nil {
-		return 0, 0, err
+		return pushResult{err: err}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", d.cfg.UserAgent)
 	signer.Sign(req.Header, e.EventID.String(), time.Now(), body)
 	resp, err := d.client.Do(req)
 	if err != nil {
-		return 0, 0, err
+		return pushResult{err: err}
 	}
 	defer resp.Body.Close()
+	head := make([]byte, store.MaxAttemptResponse)
+	n, _ := io.ReadFull(resp.Body, head)
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // keep the connection reusable
 	retryAfter, _ := RetryAfter(resp.Header, time.Now(), time.Second, d.cfg.RetryAfterMax)
-	return resp.StatusCode, retryAfter, nil
+	return pushResult{status: resp.StatusCode, retryAfter: retryAfter, body: string(head[:n])}
 }
 
 // errorClass names a transport error for operators.

@@ -80,6 +80,10 @@ var errorTable = []problemKind{
 	{store.ErrConditionFailed, http.StatusConflict, "condition-failed", "Condition failed"},
 	{store.ErrLeaseLost, http.StatusConflict, "lease-lost", "Lease lost"},
 	{store.ErrNotHandedOut, http.StatusConflict, "offset-not-handed-out", "Offset not handed out in this lease"},
+	{store.ErrNameNotRegistered, http.StatusUnprocessableEntity, "not-registered", "Name not registered"},
+	{store.ErrPartitionLeased, http.StatusConflict, "partition-leased", "Partition is leased"},
+	{store.ErrNotNextEvent, http.StatusConflict, "not-next-event", "Not the partition's next event"},
+	{store.ErrAheadOfProgress, http.StatusBadRequest, "invalid-request", "Invalid request"},
 	{store.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "Database unavailable"},
 }
 
@@ -108,6 +112,10 @@ func problemFor(r *http.Request, err error) *Problem {
 				p.Detail = "the database is unavailable; retry later"
 			}
 			addAppendDetails(p, err)
+			var fieldErr *store.FieldError
+			if errors.As(err, &fieldErr) {
+				p.Errors = []FieldError{{Field: fieldErr.Field, Message: fieldErr.Message}}
+			}
 			return p
 		}
 	}

@@ -42,8 +42,14 @@ type Store interface {
 	DeleteView(ctx context.Context, name string) error
 	LeaseEvents(ctx context.Context, view string, r store.LeaseRequest) ([]store.LeasedEvent, error)
 	Ack(ctx context.Context, view, decider, deciderID string, offset int64, leaseID uuid.UUID) (store.Partition, error)
-	Nack(ctx context.Context, view, decider, deciderID string, leaseID uuid.UUID, retryAfter time.Duration) (store.Partition, error)
+	Nack(ctx context.Context, view, decider, deciderID string, leaseID uuid.UUID, retryAfter time.Duration, reason string) (store.Partition, error)
 	RetryPartition(ctx context.Context, view, decider, deciderID string) (store.Partition, error)
+	ListPartitions(ctx context.Context, view string, q store.PartitionQuery) ([]store.PartitionState, error)
+	PartitionDetail(ctx context.Context, view, decider, deciderID string) (store.PartitionDetail, error)
+	Attempts(ctx context.Context, view, decider, deciderID string, limit int) ([]store.Attempt, error)
+	SkipEvent(ctx context.Context, view, decider, deciderID string, offset int64) (store.PartitionDetail, error)
+	ReplayPartition(ctx context.Context, view, decider, deciderID string, after int64) (store.PartitionDetail, error)
+	RetryParked(ctx context.Context, view string) (int64, error)
 	WatchLog() (<-chan struct{}, func())
 	Ping(ctx context.Context) error
 	SchemaVersion(ctx context.Context) (int, error)
@@ -64,6 +70,10 @@ type Options struct {
 	SchemaVersion int
 	// ReadyTimeout bounds the database checks of /readyz. Default: 2 s.
 	ReadyTimeout time.Duration
+	// AllowPrivateURLs lets views push to loopback and private addresses,
+	// as the dispatcher's FSTORE_ALLOW_PRIVATE_URLS does: registration
+	// refuses a URL the dispatcher would never reach.
+	AllowPrivateURLs bool
 }
 
 // DefaultMaxBodyBytes fits a batch of 1,000 events of about 8 KiB each.
@@ -134,6 +144,9 @@ func (s *Server) Handler() http.Handler {
 		r.With(none).Post("/views/{view}/stream", s.streamEvents)
 		r.With(none).Post("/views/{view}/ack", s.ackEvent)
 		r.With(none).Post("/views/{view}/nack", s.nackEvent)
+		r.With(queryParams("state", "after", "limit")).Get("/views/{view}/partitions", s.listPartitions)
+		r.With(none).Get("/views/{view}/partitions/{decider}/{decider_id}", s.getPartition)
+		r.With(queryParams("limit")).Get("/views/{view}/partitions/{decider}/{decider_id}/attempts", s.listAttempts)
 
 		// Appending and registering: read-write keys only.
 		r.Group(func(r chi.Router) {
@@ -144,6 +157,9 @@ func (s *Server) Handler() http.Handler {
 			r.Put("/views/{view}", s.registerView)
 			r.Delete("/views/{view}", s.deleteView)
 			r.Post("/views/{view}/partitions/{decider}/{decider_id}/retry", s.retryPartition)
+			r.Post("/views/{view}/partitions/{decider}/{decider_id}/skip", s.skipEvent)
+			r.Post("/views/{view}/partitions/{decider}/{decider_id}/replay", s.replayPartition)
+			r.Post("/views/{view}/retry", s.retryParked)
 		})
 	})
 	return r

@@ -2,11 +2,11 @@ package httpapi
 
 import (
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/fstore/fstore/internal/netguard"
 	"github.com/fstore/fstore/internal/store"
 )
 
@@ -37,6 +37,12 @@ type registerViewRequest struct {
 	// The Standard Webhooks signing secret: whsec_ + base64 of 24 to 64
 	// bytes. Omitted: the view keeps its secret, or gets a new one.
 	Secret *string `json:"secret,omitempty" example:"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"`
+	// Take only the events of these deciders (1 to 100 registered names).
+	// Omitted or null: every decider. Changing the list keeps progress.
+	Deciders []string `json:"deciders,omitempty" validate:"omitnil,min=1,max=100,dive,name" minItems:"1" maxItems:"100" extensions:"x-nullable" example:"order"`
+	// Take only events of these types (1 to 100 names, each registered for
+	// a listed decider). Omitted or null: every type.
+	Events []string `json:"events,omitempty" validate:"omitnil,min=1,max=100,dive,name" minItems:"1" maxItems:"100" extensions:"x-nullable" example:"order-placed"`
 } //@name RegisterViewRequest
 
 // viewList lists views.
@@ -77,6 +83,10 @@ type nackRequest struct {
 	LeaseID   string `json:"lease_id" validate:"required,uuid36" format:"uuid"`
 	// Lease the partition again only after this many milliseconds; default 0.
 	RetryAfterMs *int64 `json:"retry_after_ms,omitempty" validate:"omitnil,min=0,max=86400000" minimum:"0" maximum:"86400000"`
+	// Why the events were not processed (at most 1,024 characters): it
+	// becomes the partition's last_error and is recorded as an attempt, as
+	// a failed push is. Omitted: the nack is counted, nothing recorded.
+	Error *string `json:"error,omitempty" validate:"omitnil,min=1,max=1024" example:"database timeout"`
 } //@name NackRequest
 
 // registerView godoc
@@ -119,8 +129,8 @@ func (s *Server) registerView(w http.ResponseWriter, r *http.Request) {
 		errs = append(errs, FieldError{Field: "start_at", Message: "must not be in the future"})
 	}
 	if req.EdgeFunctionURL != nil {
-		if u, err := url.Parse(*req.EdgeFunctionURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, FieldError{Field: "edge_function_url", Message: "must be an absolute http or https URL"})
+		if err := netguard.CheckURL(*req.EdgeFunctionURL, s.opts.AllowPrivateURLs); err != nil {
+			errs = append(errs, FieldError{Field: "edge_function_url", Message: err.Error()})
 		}
 	}
 	polling := req.PollingDelayS
@@ -138,7 +148,8 @@ func (s *Server) registerView(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reg := store.ViewRegistration{View: name, StartAt: startAt, LockTimeoutS: 300,
-		PollingDelayS: polling, EdgeFunctionURL: req.EdgeFunctionURL, Secret: req.Secret}
+		PollingDelayS: polling, EdgeFunctionURL: req.EdgeFunctionURL, Secret: req.Secret,
+		Deciders: req.Deciders, Events: req.Events}
 	if req.LockTimeoutS != nil {
 		reg.LockTimeoutS = *req.LockTimeoutS
 	}
@@ -394,48 +405,11 @@ func (s *Server) nackEvent(w http.ResponseWriter, r *http.Request) {
 	if req.RetryAfterMs != nil {
 		delay = time.Duration(*req.RetryAfterMs) * time.Millisecond
 	}
-	p, err := s.store.Nack(r.Context(), name, req.Decider, req.DeciderID, uuid.MustParse(req.LeaseID), delay)
-	if err != nil {
-		writeProblem(w, r, err)
-		return
+	var reason string
+	if req.Error != nil {
+		reason = *req.Error
 	}
-	writeJSON(w, http.StatusOK, p)
-}
-
-// retryPartition godoc
-//
-//	@Summary	Un-park a partition
-//	@Tags		views
-//	@ID			retryPartition
-//	@Produce	json
-//	@Param		view		path		string	true	"View name"
-//	@Param		decider		path		string	true	"Decider name"
-//	@Param		decider_id	path		string	true	"Stream key"
-//	@Success	200			{object}	store.Partition
-//	@Failure	400			{object}	Problem
-//	@Failure	404			{object}	Problem	"Unknown view or partition"
-//	@Failure	403			{object}	Problem	"The API key is read-only"
-//	@Failure	401			{object}	Problem	"Missing or invalid API key (when the server has FSTORE_API_KEYS)"
-//	@Failure	503			{object}	Problem	"Database unavailable"
-//	@Security	bearer
-//	@Router		/v1/views/{view}/partitions/{decider}/{decider_id}/retry [post]
-func (s *Server) retryPartition(w http.ResponseWriter, r *http.Request) {
-	name, err := pathParam(r, "view")
-	if err != nil {
-		writeProblem(w, r, err)
-		return
-	}
-	decider, err := pathParam(r, "decider")
-	if err != nil {
-		writeProblem(w, r, err)
-		return
-	}
-	deciderID, err := pathParam(r, "decider_id")
-	if err != nil {
-		writeProblem(w, r, err)
-		return
-	}
-	p, err := s.store.RetryPartition(r.Context(), name, decider, deciderID)
+	p, err := s.store.Nack(r.Context(), name, req.Decider, req.DeciderID, uuid.MustParse(req.LeaseID), delay, reason)
 	if err != nil {
 		writeProblem(w, r, err)
 		return

@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -52,11 +55,8 @@ func (s *Store) PushViews(ctx context.Context) ([]PushView, error) {
 	return views, nil
 }
 
-// Failure is a failed push.
+// Failure is the failed push that ended a lease.
 type Failure struct {
-	// The last offset pushed successfully under the lease before the
-	// failure, acked with it; 0 when the first push failed.
-	AckedOffset int64
 	// What went wrong, for operators: "HTTP 500", "timeout", "connection refused"…
 	Error string
 	// The receiver's HTTP status; 0 when there was no answer.
@@ -69,20 +69,73 @@ type Failure struct {
 	MaxAge time.Duration
 }
 
-// RecordFailure counts a failed push under lease leaseID: the lease is
-// released until f.RetryAt, and the partition parked when it has failed too
-// often or too long. Errors: ErrNotFound, ErrLeaseLost.
-func (s *Store) RecordFailure(ctx context.Context, view, decider, deciderID string, leaseID uuid.UUID, f Failure) (Partition, error) {
-	var status *int
-	if f.Status != 0 {
-		status = &f.Status
+// Settlement is how a lease of pushes ended.
+type Settlement struct {
+	// The last offset delivered under the lease (acked with it); 0 when
+	// none was.
+	AckedOffset int64
+	// Every push tried under the lease, in order; recorded with the
+	// settlement, in the same round trip.
+	Attempts []Attempt
+	// The failed push that ended the lease: counted, described, and the
+	// lease released until RetryAt. Nil when the lease ended otherwise:
+	// everything delivered, or given back (a shutdown) without counting.
+	Failure *Failure
+}
+
+// SettlePush settles a lease of pushes in one round trip: acks what was
+// delivered, records the attempts (keeping the partition's last 100), and
+// counts a failure, parking the partition when it failed too often or too
+// long. A delivery clears the partition's last_error. Errors: ErrNotFound,
+// ErrLeaseLost, ErrNotHandedOut.
+func (s *Store) SettlePush(ctx context.Context, view, decider, deciderID string, leaseID uuid.UUID, st Settlement) (Partition, error) {
+	attempts := make([]Attempt, len(st.Attempts))
+	for i, a := range st.Attempts {
+		if a.Response != nil {
+			r := cleanText(*a.Response, MaxAttemptResponse)
+			a.Response = &r
+		}
+		if a.Error != nil {
+			e := cleanText(*a.Error, 4096)
+			a.Error = &e
+		}
+		attempts[i] = a
 	}
-	p, err := s.settle(ctx, `SELECT `+partitionColumns+` FROM fstore_record_failure($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		view, decider, deciderID, pgUUID(&leaseID), f.AckedOffset, f.Error, status, f.RetryAt, f.MaxAttempts, f.MaxAge)
+	js, err := json.Marshal(attempts)
 	if err != nil {
-		return p, s.partitionError(ctx, err, partitionRef{view, decider, deciderID}, leaseID, f.AckedOffset)
+		return Partition{}, err
+	}
+	var why *string
+	var status *int
+	var retryAt *time.Time
+	maxAttempts, maxAge := 0, time.Duration(0)
+	if f := st.Failure; f != nil {
+		why, retryAt, maxAttempts, maxAge = &f.Error, &f.RetryAt, f.MaxAttempts, f.MaxAge
+		if f.Status != 0 {
+			status = &f.Status
+		}
+	}
+	p, err := s.settle(ctx, `SELECT `+partitionColumns+`
+		FROM fstore_settle_push($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		view, decider, deciderID, pgUUID(&leaseID), st.AckedOffset, js, why, status, retryAt, maxAttempts, maxAge)
+	if err != nil {
+		return p, s.partitionError(ctx, err, partitionRef{view, decider, deciderID}, leaseID, st.AckedOffset)
 	}
 	return p, nil
+}
+
+// cleanText makes s storable as text: valid UTF-8, no NUL, at most max
+// bytes, cut at a character boundary.
+func cleanText(s string, max int) string {
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
 }
 
 // DisableDispatch stops push delivery of a view (its receiver answered 410

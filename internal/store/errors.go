@@ -39,7 +39,29 @@ var (
 	// ErrConditionFailed: an event matching the condition's query was stored
 	// after the condition's position.
 	ErrConditionFailed = errors.New("condition failed")
+	// ErrNameNotRegistered: a view lists a decider or event type that is
+	// not registered (a *FieldError names the list entry).
+	ErrNameNotRegistered = errors.New("name not registered")
+	// ErrPartitionLeased: the partition is leased; an operator's skip or
+	// replay waits for the lease to end.
+	ErrPartitionLeased = errors.New("partition is leased")
+	// ErrNotNextEvent: a skip named another offset than the partition's
+	// next event.
+	ErrNotNextEvent = errors.New("not the partition's next event")
+	// ErrAheadOfProgress: a replay's after is above the partition's
+	// progress (a *FieldError names it).
+	ErrAheadOfProgress = errors.New("ahead of the partition's progress")
 )
+
+// FieldError is a refusal about one field of the request, named as the
+// API names it (e.g. "deciders[2]", "after"). It wraps the sentinel.
+type FieldError struct {
+	Field, Message string
+	Err            error
+}
+
+func (e *FieldError) Error() string { return e.Message }
+func (e *FieldError) Unwrap() error { return e.Err }
 
 // SQLSTATEs raised by fstore's own SQL (sql/migrations).
 const (
@@ -53,6 +75,10 @@ const (
 	codeNotHandedOut        = "FS008"
 	codeConditionFailed     = "FS009"
 	codeInvalidQuery        = "FS010"
+	codePartitionLeased     = "FS011"
+	codeNotNextEvent        = "FS012"
+	codeAheadOfProgress     = "FS013"
+	codeNameNotRegistered   = "FS014"
 )
 
 // AppendError tells which event of an append failed and why. It wraps one of
@@ -123,6 +149,9 @@ func interpretError(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		if sentinel := sentinelFor(pgErr); sentinel != nil {
+			if pgErr.ColumnName != "" && strings.HasPrefix(pgErr.Code, "FS") {
+				return &FieldError{Field: pgErr.ColumnName, Message: pgErr.Message, Err: &dbError{sentinel, err}}
+			}
 			return &dbError{sentinel, err}
 		}
 		return fmt.Errorf("store: %w", err)
@@ -160,6 +189,14 @@ func sentinelFor(e *pgconn.PgError) error {
 		return ErrConditionFailed
 	case codeInvalidQuery:
 		return ErrInvalid
+	case codePartitionLeased:
+		return ErrPartitionLeased
+	case codeNotNextEvent:
+		return ErrNotNextEvent
+	case codeAheadOfProgress:
+		return ErrAheadOfProgress
+	case codeNameNotRegistered:
+		return ErrNameNotRegistered
 	case "23505": // unique_violation
 		switch e.ConstraintName {
 		case "events_previous_id_key", "events_stream_first_key":

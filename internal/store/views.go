@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"net/url"
 	"time"
 
 	"github.com/google/uuid"
@@ -24,6 +25,10 @@ type View struct {
 	PollingDelayS *int64 `json:"polling_delay_s" extensions:"x-nullable" binding:"required"`
 	// Where the dispatcher pushes events; null for a view its consumers poll.
 	EdgeFunctionURL *string `json:"edge_function_url" extensions:"x-nullable" binding:"required"`
+	// The deciders whose events the view takes, sorted; null: every decider.
+	Deciders []string `json:"deciders" extensions:"x-nullable" binding:"required" example:"order"`
+	// The event types the view takes, sorted; null: every type.
+	Events []string `json:"events" extensions:"x-nullable" binding:"required" example:"order-placed"`
 	// When and why push delivery was disabled (the receiver answered 410
 	// Gone); registering the view again enables it.
 	DispatchDisabledAt     *time.Time `json:"dispatch_disabled_at,omitempty" format:"date-time"`
@@ -48,7 +53,11 @@ type ViewStatus struct {
 	PartitionsLeased int64 `json:"partitions_leased" format:"int64" binding:"required"`
 	// Partitions parked after repeated delivery failures.
 	PartitionsParked int64 `json:"partitions_parked" format:"int64" binding:"required"`
-	// The most recent delivery error, if any.
+	// Partitions whose next event failed at least once and has not been
+	// delivered since (parked ones included).
+	PartitionsFailing int64 `json:"partitions_failing" format:"int64" binding:"required"`
+	// The most recent error of a partition that has not delivered since;
+	// null when no partition is failing.
 	LastError *PartitionError `json:"last_error" extensions:"x-nullable" binding:"required"`
 } //@name ViewStatus
 
@@ -72,6 +81,10 @@ type ViewRegistration struct {
 	// nil keeps the view's signing secret, or makes one for a view with an
 	// edge_function_url.
 	Secret *string
+	// The view's scope: nil takes every decider, every event type. Every
+	// name must be registered (a *FieldError wrapping ErrNameNotRegistered otherwise). Changing the lists
+	// keeps every partition's progress.
+	Deciders, Events []string
 }
 
 // Partition is one stream's progress in a view.
@@ -92,6 +105,8 @@ type Partition struct {
 	LastError *string    `json:"last_error" extensions:"x-nullable" binding:"required"`
 	// The HTTP status of the last failed push; null when there was no answer.
 	LastStatus *int `json:"last_status" extensions:"x-nullable" binding:"required"`
+	// When the current failure was last seen; null when not failing.
+	LastErrorAt *time.Time `json:"last_error_at" format:"date-time" extensions:"x-nullable" binding:"required"`
 } //@name Partition
 
 // LeasedEvent is an event handed out in a lease.
@@ -99,6 +114,9 @@ type LeasedEvent struct {
 	Event
 	// The partition's lease: present it to ack or nack.
 	LeaseID uuid.UUID `json:"lease_id" swaggertype:"string" format:"uuid" binding:"required"`
+	// How many times delivering the partition's next event failed so far
+	// (nacks and failed pushes): 0 on a first delivery.
+	Attempts int `json:"attempts" binding:"required"`
 } //@name LeasedEvent
 
 // LeaseRequest asks for work.
@@ -111,24 +129,42 @@ type LeaseRequest struct {
 	LockTimeout time.Duration
 }
 
-const viewColumns = `view, start_at, lock_timeout_s, pooling_delay_s, edge_function_url, created_at, updated_at,
-	dispatch_disabled_at, dispatch_disabled_reason`
+const viewColumns = `view, start_at, lock_timeout_s, pooling_delay_s, edge_function_url, deciders, events,
+	created_at, updated_at, dispatch_disabled_at, dispatch_disabled_reason`
 
 const partitionColumns = `view, decider, decider_id, acked_offset, head_offset, lease_id, leased_until, retry_at,
-	attempts, parked, last_error, last_status`
+	attempts, parked, last_error, last_status, last_error_at`
 
-func scanView(row pgx.Row) (View, error) {
+func scanView(row pgx.Row, extra ...any) (View, error) {
 	var v View
-	err := row.Scan(&v.View, &v.StartAt, &v.LockTimeoutS, &v.PollingDelayS, &v.EdgeFunctionURL, &v.CreatedAt, &v.UpdatedAt,
-		&v.DispatchDisabledAt, &v.DispatchDisabledReason)
+	dest := append([]any{&v.View, &v.StartAt, &v.LockTimeoutS, &v.PollingDelayS, &v.EdgeFunctionURL, &v.Deciders,
+		&v.Events, &v.CreatedAt, &v.UpdatedAt, &v.DispatchDisabledAt, &v.DispatchDisabledReason}, extra...)
+	err := row.Scan(dest...)
+	v.EdgeFunctionURL = redactUserInfo(v.EdgeFunctionURL)
 	return v, err
 }
 
-func scanPartition(row pgx.Row) (Partition, error) {
+// redactUserInfo drops credentials from a URL stored before registration
+// refused them: no answer shows them.
+func redactUserInfo(raw *string) *string {
+	if raw == nil {
+		return nil
+	}
+	u, err := url.Parse(*raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	u.User = nil
+	clean := u.String()
+	return &clean
+}
+
+func scanPartition(row pgx.Row, extra ...any) (Partition, error) {
 	var p Partition
 	var lease pgtype.UUID
-	err := row.Scan(&p.View, &p.Decider, &p.DeciderID, &p.AckedOffset, &p.HeadOffset, &lease, &p.LeasedUntil,
-		&p.RetryAt, &p.Attempts, &p.Parked, &p.LastError, &p.LastStatus)
+	dest := append([]any{&p.View, &p.Decider, &p.DeciderID, &p.AckedOffset, &p.HeadOffset, &lease, &p.LeasedUntil,
+		&p.RetryAt, &p.Attempts, &p.Parked, &p.LastError, &p.LastStatus, &p.LastErrorAt}, extra...)
+	err := row.Scan(dest...)
 	if lease.Valid {
 		id := uuid.UUID(lease.Bytes)
 		p.LeaseID = &id
@@ -136,27 +172,33 @@ func scanPartition(row pgx.Row) (Partition, error) {
 	return p, err
 }
 
-// RegisterView registers a view or updates it; created tells which.
+// RegisterView registers a view or updates it; created tells which. A
+// name in r.Deciders or r.Events that is not registered is a *FieldError
+// wrapping ErrNameNotRegistered.
 func (s *Store) RegisterView(ctx context.Context, r ViewRegistration) (View, bool, error) {
-	var v View
-	err := s.pool.QueryRow(ctx, `SELECT `+viewColumns+`, secret FROM register_view($1, $2, $3, $4, $5, $6)`,
-		r.View, r.StartAt, r.LockTimeoutS, r.PollingDelayS, r.EdgeFunctionURL, r.Secret).
-		Scan(&v.View, &v.StartAt, &v.LockTimeoutS, &v.PollingDelayS, &v.EdgeFunctionURL, &v.CreatedAt, &v.UpdatedAt,
-			&v.DispatchDisabledAt, &v.DispatchDisabledReason, &v.Secret)
+	var secret *string
+	v, err := scanView(s.pool.QueryRow(ctx, `SELECT `+viewColumns+`, secret
+		FROM register_view($1, $2, $3, $4, $5, $6, $7, $8)`,
+		r.View, r.StartAt, r.LockTimeoutS, r.PollingDelayS, r.EdgeFunctionURL, r.Secret, r.Deciders, r.Events), &secret)
 	if err != nil {
 		return View{}, false, interpretError(err)
 	}
-	if v.EdgeFunctionURL == nil {
-		v.Secret = nil
+	if v.EdgeFunctionURL != nil {
+		v.Secret = secret
 	}
 	// register_view sets updated_at only when it updates.
 	created := v.CreatedAt.Equal(v.UpdatedAt)
-	v.Status, err = s.viewStatus(ctx, r.View)
+	statuses, err := s.viewStatuses(ctx, &r.View)
+	v.Status = statuses[r.View]
 	return v, created, err
 }
 
 // GetView returns a view with its status; ErrNotFound when it does not exist.
 func (s *Store) GetView(ctx context.Context, name string) (View, error) {
+	statuses, err := s.viewStatuses(ctx, &name)
+	if err != nil {
+		return View{}, err
+	}
 	v, err := scanView(s.pool.QueryRow(ctx, `SELECT `+viewColumns+` FROM views WHERE view = $1`, name))
 	if err != nil {
 		if err = interpretError(err); errors.Is(err, ErrNotFound) {
@@ -164,12 +206,17 @@ func (s *Store) GetView(ctx context.Context, name string) (View, error) {
 		}
 		return View{}, err
 	}
-	v.Status, err = s.viewStatus(ctx, name)
-	return v, err
+	v.Status = statuses[name]
+	return v, nil
 }
 
-// ListViews returns every view with its status, ordered by name.
+// ListViews returns every view with its status, ordered by name, in three
+// queries whatever the number of views.
 func (s *Store) ListViews(ctx context.Context) ([]View, error) {
+	statuses, err := s.viewStatuses(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
 	rows, err := s.pool.Query(ctx, `SELECT `+viewColumns+` FROM views ORDER BY view`)
 	if err != nil {
 		return nil, interpretError(err)
@@ -179,43 +226,75 @@ func (s *Store) ListViews(ctx context.Context) ([]View, error) {
 		return nil, interpretError(err)
 	}
 	for i := range views {
-		if views[i].Status, err = s.viewStatus(ctx, views[i].View); err != nil {
-			return nil, err
-		}
+		views[i].Status = statuses[views[i].View]
 	}
 	return views, nil
 }
 
-// viewStatus brings the view's partitions up to date with the log and
-// counts them. Counting pending events costs O(pending events).
-func (s *Store) viewStatus(ctx context.Context, name string) (ViewStatus, error) {
-	var st ViewStatus
-	if _, err := s.pool.Exec(ctx, `SELECT fstore_discover($1)`, name); err != nil {
-		return st, interpretError(err)
+// viewStatusSQL counts the partitions of one view ($1) or of every view
+// (NULL), in one statement. Counting pending events costs O(pending
+// events); the last error comes from the small index of partitions in trouble.
+const viewStatusSQL = `
+SELECT w.view, c.partitions, c.behind, c.pending, c.leased, c.parked, c.failing,
+       le.decider, le.decider_id, le.last_error, le.last_error_at
+FROM views w
+         CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE p.matched) AS partitions,
+           count(*) FILTER (WHERE p.head_offset > p.acked_offset) AS behind,
+           COALESCE(sum((SELECT count(*)
+                          FROM events e
+                          WHERE e.decider = p.decider
+                            AND e.decider_id = p.decider_id
+                            AND e."offset" > p.acked_offset
+                            AND (w.events IS NULL OR e.event = ANY (w.events))))
+                    FILTER (WHERE p.head_offset > p.acked_offset), 0) AS pending,
+           count(*) FILTER (WHERE p.leased_until > now()) AS leased,
+           count(*) FILTER (WHERE p.parked) AS parked,
+           count(*) FILTER (WHERE p.attempts > 0 OR p.parked) AS failing
+    FROM view_partitions p
+    WHERE p.view = w.view) c
+         LEFT JOIN LATERAL (
+    SELECT p.decider, p.decider_id, p.last_error, p.last_error_at
+    FROM view_partitions p
+    WHERE p.view = w.view
+      AND (p.attempts > 0 OR p.parked OR p.last_error IS NOT NULL)
+      AND p.last_error IS NOT NULL
+    ORDER BY p.last_error_at DESC
+    LIMIT 1) le ON TRUE
+WHERE $1::text IS NULL OR w.view = $1`
+
+// viewStatuses brings the partitions of one view (name) or every view
+// (nil) up to date with the log, in one statement, then counts them in
+// another. A view that does not exist has no entry.
+func (s *Store) viewStatuses(ctx context.Context, name *string) (map[string]ViewStatus, error) {
+	if _, err := s.pool.Exec(ctx, `SELECT count(fstore_discover(view)) FROM views WHERE $1::text IS NULL OR view = $1`,
+		name); err != nil {
+		return nil, interpretError(err)
 	}
-	err := s.pool.QueryRow(ctx, `
-		SELECT count(*),
-		       count(*) FILTER (WHERE p.head_offset > p.acked_offset),
-		       COALESCE(sum((SELECT count(*) FROM events e WHERE e.decider = p.decider AND e.decider_id = p.decider_id
-		                     AND e."offset" > p.acked_offset)) FILTER (WHERE p.head_offset > p.acked_offset), 0),
-		       count(*) FILTER (WHERE p.leased_until > now()),
-		       count(*) FILTER (WHERE p.parked)
-		FROM view_partitions p WHERE p.view = $1`, name).
-		Scan(&st.Partitions, &st.PartitionsBehind, &st.EventsPending, &st.PartitionsLeased, &st.PartitionsParked)
+	rows, err := s.pool.Query(ctx, viewStatusSQL, name)
 	if err != nil {
-		return st, interpretError(err)
+		return nil, interpretError(err)
 	}
-	var pe PartitionError
-	err = s.pool.QueryRow(ctx, `SELECT decider, decider_id, last_error, last_error_at FROM view_partitions
-		WHERE view = $1 AND last_error IS NOT NULL ORDER BY last_error_at DESC LIMIT 1`, name).
-		Scan(&pe.Decider, &pe.DeciderID, &pe.Error, &pe.At)
-	switch {
-	case err == nil:
-		st.LastError = &pe
-	case !errors.Is(err, pgx.ErrNoRows):
-		return st, interpretError(err)
+	defer rows.Close()
+	out := map[string]ViewStatus{}
+	for rows.Next() {
+		var view string
+		var st ViewStatus
+		var decider, deciderID, lastError *string
+		var at *time.Time
+		if err := rows.Scan(&view, &st.Partitions, &st.PartitionsBehind, &st.EventsPending, &st.PartitionsLeased,
+			&st.PartitionsParked, &st.PartitionsFailing, &decider, &deciderID, &lastError, &at); err != nil {
+			return nil, interpretError(err)
+		}
+		if lastError != nil {
+			st.LastError = &PartitionError{Decider: *decider, DeciderID: *deciderID, Error: *lastError, At: *at}
+		}
+		out[view] = st
 	}
-	return st, nil
+	if err := rows.Err(); err != nil {
+		return nil, interpretError(err)
+	}
+	return out, nil
 }
 
 // DeleteView removes a view and its progress; ErrNotFound when it does not exist.
@@ -243,7 +322,7 @@ func (s *Store) LeaseEvents(ctx context.Context, view string, r LeaseRequest) ([
 		secs := int64((r.LockTimeout + time.Second - 1) / time.Second)
 		timeout = &secs
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+`, lease_id FROM stream_events($1, $2, $3, $4)`,
+	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+`, lease_id, attempts FROM stream_events($1, $2, $3, $4)`,
 		view, r.Limit, timeout, r.MaxPerPartition)
 	if err != nil {
 		return nil, interpretError(err)
@@ -251,7 +330,7 @@ func (s *Store) LeaseEvents(ctx context.Context, view string, r LeaseRequest) ([
 	evs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (LeasedEvent, error) {
 		var le LeasedEvent
 		var err error
-		le.Event, err = scanEvent(row, &le.LeaseID)
+		le.Event, err = scanEvent(row, &le.LeaseID, &le.Attempts)
 		return le, err
 	})
 	if err != nil {
@@ -276,24 +355,18 @@ func (s *Store) Ack(ctx context.Context, view, decider, deciderID string, offset
 }
 
 // Nack releases the lease without progress; the partition may be leased
-// again after retryAfter (0: at once). Errors: ErrNotFound, ErrLeaseLost.
-func (s *Store) Nack(ctx context.Context, view, decider, deciderID string, leaseID uuid.UUID, retryAfter time.Duration) (Partition, error) {
-	p, err := s.settle(ctx, `SELECT `+partitionColumns+` FROM schedule_nack_event($1, $2, $3, $4, $5)`,
-		view, decider, deciderID, pgUUID(&leaseID), retryAfter.Milliseconds())
+// again after retryAfter (0: at once). A reason ("" for none) says why: it
+// becomes the partition's last_error and is recorded as an attempt.
+// Errors: ErrNotFound, ErrLeaseLost.
+func (s *Store) Nack(ctx context.Context, view, decider, deciderID string, leaseID uuid.UUID, retryAfter time.Duration, reason string) (Partition, error) {
+	var why *string
+	if reason != "" {
+		why = &reason
+	}
+	p, err := s.settle(ctx, `SELECT `+partitionColumns+` FROM schedule_nack_event($1, $2, $3, $4, $5, $6)`,
+		view, decider, deciderID, pgUUID(&leaseID), retryAfter.Milliseconds(), why)
 	if err != nil {
 		return p, s.partitionError(ctx, err, partitionRef{view, decider, deciderID}, leaseID, 0)
-	}
-	return p, nil
-}
-
-// RetryPartition un-parks a partition: its head is delivered again now.
-// ErrNotFound when the view has no such partition.
-func (s *Store) RetryPartition(ctx context.Context, view, decider, deciderID string) (Partition, error) {
-	p, err := scanPartition(s.pool.QueryRow(ctx, `UPDATE view_partitions
-		SET parked = FALSE, retry_at = NULL, attempts = 0, failing_since = NULL
-		WHERE view = $1 AND decider = $2 AND decider_id = $3 RETURNING `+partitionColumns, view, decider, deciderID))
-	if err != nil {
-		return Partition{}, s.partitionError(ctx, interpretError(err), partitionRef{view, decider, deciderID}, uuid.Nil, 0)
 	}
 	return p, nil
 }
@@ -302,17 +375,6 @@ func (s *Store) settle(ctx context.Context, sql string, args ...any) (Partition,
 	p, err := scanPartition(s.pool.QueryRow(ctx, sql, args...))
 	if err != nil {
 		return Partition{}, interpretError(err)
-	}
-	return p, nil
-}
-
-// GetPartition returns one partition's progress; ErrNotFound when the view
-// has no such partition.
-func (s *Store) GetPartition(ctx context.Context, view, decider, deciderID string) (Partition, error) {
-	p, err := scanPartition(s.pool.QueryRow(ctx, `SELECT `+partitionColumns+` FROM view_partitions
-		WHERE view = $1 AND decider = $2 AND decider_id = $3`, view, decider, deciderID))
-	if err != nil {
-		return Partition{}, s.partitionError(ctx, interpretError(err), partitionRef{view, decider, deciderID}, uuid.Nil, 0)
 	}
 	return p, nil
 }

@@ -73,7 +73,7 @@ func TestStaleAckIsRefused(t *testing.T) {
 
 	_, err := s.Ack(ctx, "v", "order", "o", e1.Offset, stalled[0].LeaseID)
 	assert.ErrorIs(t, err, store.ErrLeaseLost, "the stalled consumer's late ack")
-	_, err = s.Nack(ctx, "v", "order", "o", stalled[0].LeaseID, 0)
+	_, err = s.Nack(ctx, "v", "order", "o", stalled[0].LeaseID, 0, "")
 	assert.ErrorIs(t, err, store.ErrLeaseLost, "and its late nack")
 
 	// Only offsets handed out in the lease can be acked.
@@ -235,14 +235,14 @@ func TestNackReleasesOrDelays(t *testing.T) {
 	registerView(t, s, "v", past(), 60)
 	got := lease(t, s, "v", 1, 1)
 	require.Len(t, got, 1)
-	p, err := s.Nack(ctx, "v", "order", "o", got[0].LeaseID, 0)
+	p, err := s.Nack(ctx, "v", "order", "o", got[0].LeaseID, 0, "")
 	require.NoError(t, err)
 	assert.Equal(t, 1, p.Attempts)
 	again := lease(t, s, "v", 1, 1)
 	require.Len(t, again, 1, "released at once")
 	assert.Equal(t, got[0].EventID, again[0].EventID)
 
-	p, err = s.Nack(ctx, "v", "order", "o", again[0].LeaseID, 800*time.Millisecond)
+	p, err = s.Nack(ctx, "v", "order", "o", again[0].LeaseID, 800*time.Millisecond, "")
 	require.NoError(t, err)
 	require.NotNil(t, p.RetryAt)
 	assert.Empty(t, lease(t, s, "v", 1, 1), "not before the delay")
