@@ -112,10 +112,11 @@ CREATE OR REPLACE FUNCTION fstore_discover(v_view TEXT) RETURNS VOID
     VOLATILE AS
 $$
 DECLARE
-    h   BIGINT;
-    w   views;
-    per INT;
-    upto BIGINT;
+    h        BIGINT;
+    w        views;
+    per      INT;
+    upto     BIGINT;
+    branches TEXT;
 BEGIN
     IF NOT pg_try_advisory_xact_lock(1718843254, hashtext(v_view)) THEN
         RETURN;
@@ -139,50 +140,32 @@ BEGIN
         RETURN;
     END IF;
     per := GREATEST(1, 50000 / cardinality(COALESCE(w.deciders, w.events)));
-    IF w.deciders IS NOT NULL THEN
+    -- One branch per entry, its name a literal: the planner sees which
+    -- entry, so it walks that entry's index (a join parameter would leave it
+    -- guessing, and it walked the primary key through the whole log).
+    SELECT string_agg(format('(SELECT %L AS k, e.decider, e.decider_id, e.event, e."offset" FROM events e
+                                WHERE e.%I = %L AND e."offset" > $1 AND e."offset" < $2
+                                ORDER BY e."offset" LIMIT $3)',
+                             x, CASE WHEN w.deciders IS NOT NULL THEN 'decider' ELSE 'event' END, x),
+                      ' UNION ALL ')
+    INTO branches
+    FROM unnest(COALESCE(w.deciders, w.events)) AS x;
+    EXECUTE format($q$
         WITH cand AS MATERIALIZED (
-            SELECT c.*, row_number() OVER (PARTITION BY k.k ORDER BY c."offset") AS rn
-            FROM unnest(w.deciders) AS k(k)
-                     CROSS JOIN LATERAL (SELECT e.decider, e.decider_id, e.event, e."offset"
-                                         FROM events e
-                                         WHERE e.decider = k.k
-                                           AND e."offset" > w.scanned_offset
-                                           AND e."offset" < h
-                                         ORDER BY e."offset"
-                                         LIMIT per) c),
-             bound AS (SELECT COALESCE(min(cand."offset"), h - 1) AS b FROM cand WHERE cand.rn = per),
+            SELECT c.*, row_number() OVER (PARTITION BY c.k ORDER BY c."offset") AS rn FROM (%s) c),
+             bound AS (SELECT COALESCE(min(cand."offset"), $2 - 1) AS b FROM cand WHERE cand.rn = $3),
              ins AS (
                  INSERT INTO view_partitions AS p (view, decider, decider_id, acked_offset, head_offset)
-                     SELECT v_view, cand.decider, cand.decider_id, w.start_offset, max(cand."offset")
+                     SELECT $4, cand.decider, cand.decider_id, $6, max(cand."offset")
                      FROM cand, bound
                      WHERE cand."offset" <= bound.b
-                       AND (w.events IS NULL OR cand.event = ANY (w.events))
+                       AND ($5::text[] IS NULL OR cand.event = ANY ($5::text[]))
                      GROUP BY cand.decider, cand.decider_id
                      ON CONFLICT ON CONSTRAINT view_partitions_pkey
                          DO UPDATE SET head_offset = GREATEST(p.head_offset, EXCLUDED.head_offset), matched = TRUE)
-        SELECT bound.b INTO upto FROM bound;
-    ELSE
-        WITH cand AS MATERIALIZED (
-            SELECT c.*, row_number() OVER (PARTITION BY k.k ORDER BY c."offset") AS rn
-            FROM unnest(w.events) AS k(k)
-                     CROSS JOIN LATERAL (SELECT e.decider, e.decider_id, e."offset"
-                                         FROM events e
-                                         WHERE e.event = k.k
-                                           AND e."offset" > w.scanned_offset
-                                           AND e."offset" < h
-                                         ORDER BY e."offset"
-                                         LIMIT per) c),
-             bound AS (SELECT COALESCE(min(cand."offset"), h - 1) AS b FROM cand WHERE cand.rn = per),
-             ins AS (
-                 INSERT INTO view_partitions AS p (view, decider, decider_id, acked_offset, head_offset)
-                     SELECT v_view, cand.decider, cand.decider_id, w.start_offset, max(cand."offset")
-                     FROM cand, bound
-                     WHERE cand."offset" <= bound.b
-                     GROUP BY cand.decider, cand.decider_id
-                     ON CONFLICT ON CONSTRAINT view_partitions_pkey
-                         DO UPDATE SET head_offset = GREATEST(p.head_offset, EXCLUDED.head_offset), matched = TRUE)
-        SELECT bound.b INTO upto FROM bound;
-    END IF;
+        SELECT bound.b FROM bound$q$, branches)
+        INTO upto
+        USING w.scanned_offset, h, per, v_view, CASE WHEN w.deciders IS NOT NULL THEN w.events END, w.start_offset;
     UPDATE views SET scanned_offset = upto WHERE view = v_view;
 END;
 $$;
@@ -267,9 +250,10 @@ DECLARE
     cur views;
     pos BIGINT;
 BEGIN
+    -- Checked as given, so that the entry named is the caller's.
+    PERFORM fstore_check_scope(v_deciders, v_events);
     v_deciders := fstore_scope_list(v_deciders, 'deciders');
     v_events := fstore_scope_list(v_events, 'events');
-    PERFORM fstore_check_scope(v_deciders, v_events);
     -- Discovery must not run between reading the view and changing its
     -- scan: it would finish a pass with the old start or lists over the
     -- new ones. Taken before the row lock, in discovery's order.
@@ -401,11 +385,12 @@ BEGIN
                  RETURNING p.decider, p.decider_id, p.lease_id),
              idle AS (UPDATE view_partitions p
                  SET last_leased_at = clock_timestamp()
-                 FROM picked pk
+                 FROM (SELECT pk.decider, pk.decider_id FROM picked pk
+                       EXCEPT
+                       SELECT evs.decider, evs.decider_id FROM evs) x
                  WHERE p.view = v_view
-                   AND p.decider = pk.decider
-                   AND p.decider_id = pk.decider_id
-                   AND NOT EXISTS(SELECT 1 FROM evs WHERE evs.decider = pk.decider AND evs.decider_id = pk.decider_id))
+                   AND p.decider = x.decider
+                   AND p.decider_id = x.decider_id)
         SELECT l.lease_id, evs.event, evs.event_id, evs.event_version, evs.decider, evs.decider_id, evs.data,
                evs.command_id, evs.previous_id, evs.final, evs.created_at, evs."offset", evs.attempts
         FROM evs
