@@ -271,7 +271,7 @@ func TestScopedDiscoveryCostFollowsMatchingEvents(t *testing.T) {
 	conn := connect(t, s)
 	_, err := conn.Exec(ctx, `INSERT INTO events (event, event_id, decider, decider_id, data, command_id, previous_id)
 		SELECT CASE WHEN i % 500 = 0 THEN 'paid' ELSE 'created' END, gen_random_uuid(),
-		       CASE WHEN i % 500 = 0 THEN 'order' ELSE 'noise' END, 's' || i, '{"pad": "` + strings.Repeat("x", 200) + `"}',
+		       CASE WHEN i % 500 = 0 THEN 'order' ELSE 'noise' END, 's' || i, '{"pad": "`+strings.Repeat("x", 200)+`"}',
 		       gen_random_uuid(), NULL
 		FROM generate_series(1, 60000) i;
 		ANALYZE events`)
