@@ -82,9 +82,8 @@ func run() error {
 		retention = -1 // 0 in the environment: record none
 	}
 	d := dispatch.New(st, dispatch.Config{
-		AttemptRetention: retention,
 		MaxInFlight: cfg.MaxInFlight, AttemptTimeout: cfg.AttemptTimeout, MaxAttempts: cfg.MaxAttempts,
-		MaxAge: cfg.MaxAge, ShutdownTimeout: cfg.ShutdownTimeout,
+		MaxAge: cfg.MaxAge, ShutdownTimeout: cfg.ShutdownTimeout, AttemptRetention: retention,
 		Guard:     dispatch.Guard{AllowPrivate: cfg.AllowPrivateURLs},
 		UserAgent: "fstore-dispatcher/0.1 (+https://github.com/fstore/fstore)",
 	}, logger, metrics)
