@@ -18,6 +18,54 @@ import (
 	openapi_types "github.com/oapi-codegen/runtime/types"
 )
 
+// Defines values for AttemptKind.
+const (
+	Nack AttemptKind = "nack"
+	Push AttemptKind = "push"
+	Skip AttemptKind = "skip"
+)
+
+// Valid indicates whether the value is a known member of the AttemptKind enum.
+func (e AttemptKind) Valid() bool {
+	switch e {
+	case Nack:
+		return true
+	case Push:
+		return true
+	case Skip:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListPartitionsParamsState.
+const (
+	All     ListPartitionsParamsState = "all"
+	Behind  ListPartitionsParamsState = "behind"
+	Failing ListPartitionsParamsState = "failing"
+	Leased  ListPartitionsParamsState = "leased"
+	Parked  ListPartitionsParamsState = "parked"
+)
+
+// Valid indicates whether the value is a known member of the ListPartitionsParamsState enum.
+func (e ListPartitionsParamsState) Valid() bool {
+	switch e {
+	case All:
+		return true
+	case Behind:
+		return true
+	case Failing:
+		return true
+	case Leased:
+		return true
+	case Parked:
+		return true
+	default:
+		return false
+	}
+}
+
 // AckRequest defines model for AckRequest.
 type AckRequest struct {
 	// Decider Example: order
@@ -105,6 +153,36 @@ type AppendEventRequest struct {
 	//
 	// Example: ["course:c-1","student:s-7"]
 	Tags *[]string `json:"tags,omitempty"`
+}
+
+// Attempt defines model for Attempt.
+type Attempt struct {
+	At time.Time `json:"at"`
+
+	// DurationMs How long the push took, answer included.
+	DurationMs float32 `json:"duration_ms"`
+
+	// Error What went wrong; null for a delivery.
+	Error   *string             `json:"error"`
+	EventId *openapi_types.UUID `json:"event_id"`
+
+	// Kind push, nack or skip.
+	Kind   AttemptKind `json:"kind"`
+	Offset *int64      `json:"offset"`
+
+	// Response The first 1 KiB of the answer's body.
+	Response *string `json:"response"`
+
+	// Status The receiver's HTTP status; null when there was no answer.
+	Status *int `json:"status"`
+}
+
+// AttemptKind push, nack or skip.
+type AttemptKind string
+
+// AttemptList defines model for AttemptList.
+type AttemptList struct {
+	Attempts []Attempt `json:"attempts"`
 }
 
 // Decider defines model for Decider.
@@ -225,6 +303,10 @@ type FieldError struct {
 
 // LeasedEvent defines model for LeasedEvent.
 type LeasedEvent struct {
+	// Attempts How many times delivering the partition's next event failed so far
+	// (nacks and failed pushes): 0 on a first delivery.
+	Attempts int `json:"attempts"`
+
 	// CommandId The command that produced the event, chosen by the client: the events
 	// of one decision share it, so it tells which command caused what.
 	//
@@ -287,8 +369,15 @@ type NackRequest struct {
 	Decider string `json:"decider"`
 
 	// DeciderId Example: order-1042
-	DeciderId string             `json:"decider_id"`
-	LeaseId   openapi_types.UUID `json:"lease_id"`
+	DeciderId string `json:"decider_id"`
+
+	// Error Why the events were not processed (at most 1,024 characters): it
+	// becomes the partition's last_error and is recorded as an attempt, as
+	// a failed push is. Omitted: the nack is counted, nothing recorded.
+	//
+	// Example: database timeout
+	Error   *string            `json:"error,omitempty"`
+	LeaseId openapi_types.UUID `json:"lease_id"`
 
 	// RetryAfterMs Lease the partition again only after this many milliseconds; default 0.
 	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
@@ -306,11 +395,46 @@ type Partition struct {
 	HeadOffset int64   `json:"head_offset"`
 	LastError  *string `json:"last_error"`
 
+	// LastErrorAt When the current failure was last seen; null when not failing.
+	LastErrorAt *time.Time `json:"last_error_at"`
+
 	// LastStatus The HTTP status of the last failed push; null when there was no answer.
 	LastStatus  *int                `json:"last_status"`
 	LeaseId     *openapi_types.UUID `json:"lease_id"`
 	LeasedUntil *time.Time          `json:"leased_until"`
 	Parked      bool                `json:"parked"`
+
+	// RetryAt Not leased again before this time (a nack with a delay).
+	RetryAt *time.Time `json:"retry_at"`
+	View    string     `json:"view"`
+}
+
+// PartitionDetail defines model for PartitionDetail.
+type PartitionDetail struct {
+	// AckedOffset Processed up to and including this offset.
+	AckedOffset int64  `json:"acked_offset"`
+	Attempts    int    `json:"attempts"`
+	Decider     string `json:"decider"`
+	DeciderId   string `json:"decider_id"`
+
+	// EventsPending Matching events after the partition's progress.
+	EventsPending int64 `json:"events_pending"`
+
+	// HeadOffset The stream's newest offset the view has seen.
+	HeadOffset int64   `json:"head_offset"`
+	LastError  *string `json:"last_error"`
+
+	// LastErrorAt When the current failure was last seen; null when not failing.
+	LastErrorAt *time.Time `json:"last_error_at"`
+
+	// LastStatus The HTTP status of the last failed push; null when there was no answer.
+	LastStatus  *int                `json:"last_status"`
+	LeaseId     *openapi_types.UUID `json:"lease_id"`
+	LeasedUntil *time.Time          `json:"leased_until"`
+
+	// NextEvent The next matching event to deliver; null when caught up.
+	NextEvent *Event `json:"next_event"`
+	Parked    bool   `json:"parked"`
 
 	// RetryAt Not leased again before this time (a nack with a delay).
 	RetryAt *time.Time `json:"retry_at"`
@@ -323,6 +447,44 @@ type PartitionError struct {
 	Decider   string    `json:"decider"`
 	DeciderId string    `json:"decider_id"`
 	Error     string    `json:"error"`
+}
+
+// PartitionList defines model for PartitionList.
+type PartitionList struct {
+	// NextAfter The cursor of the next page (pass it as after); null on the last page.
+	//
+	// Example: WyJvcmRlciIsIm9yZGVyLTEwNDIiXQ
+	NextAfter  *string          `json:"next_after"`
+	Partitions []PartitionState `json:"partitions"`
+}
+
+// PartitionState defines model for PartitionState.
+type PartitionState struct {
+	// AckedOffset Processed up to and including this offset.
+	AckedOffset int64  `json:"acked_offset"`
+	Attempts    int    `json:"attempts"`
+	Decider     string `json:"decider"`
+	DeciderId   string `json:"decider_id"`
+
+	// EventsPending Matching events after the partition's progress.
+	EventsPending int64 `json:"events_pending"`
+
+	// HeadOffset The stream's newest offset the view has seen.
+	HeadOffset int64   `json:"head_offset"`
+	LastError  *string `json:"last_error"`
+
+	// LastErrorAt When the current failure was last seen; null when not failing.
+	LastErrorAt *time.Time `json:"last_error_at"`
+
+	// LastStatus The HTTP status of the last failed push; null when there was no answer.
+	LastStatus  *int                `json:"last_status"`
+	LeaseId     *openapi_types.UUID `json:"lease_id"`
+	LeasedUntil *time.Time          `json:"leased_until"`
+	Parked      bool                `json:"parked"`
+
+	// RetryAt Not leased again before this time (a nack with a delay).
+	RetryAt *time.Time `json:"retry_at"`
+	View    string     `json:"view"`
 }
 
 // Problem defines model for Problem.
@@ -422,10 +584,22 @@ type RegisterEventTypeRequest struct {
 
 // RegisterViewRequest defines model for RegisterViewRequest.
 type RegisterViewRequest struct {
+	// Deciders Take only the events of these deciders (1 to 100 registered names).
+	// Omitted or null: every decider. Changing the list keeps progress.
+	//
+	// Example: ["order"]
+	Deciders *[]string `json:"deciders,omitempty"`
+
 	// EdgeFunctionUrl For the dispatcher: where to push this view's events (http or https).
 	//
 	// Example: https://example.com/hooks/orders
 	EdgeFunctionUrl *string `json:"edge_function_url,omitempty"`
+
+	// Events Take only events of these types (1 to 100 names, each registered for
+	// a listed decider). Omitted or null: every type.
+	//
+	// Example: ["order-placed"]
+	Events *[]string `json:"events,omitempty"`
 
 	// LockTimeoutS Lease length in seconds; default 300.
 	//
@@ -454,6 +628,29 @@ type RegisterViewRequest struct {
 	// now for a new view, unchanged for an existing one. Another start_at
 	// than the view's moves every partition's progress to it (replay or skip).
 	StartAt *time.Time `json:"start_at,omitempty"`
+}
+
+// ReplayRequest defines model for ReplayRequest.
+type ReplayRequest struct {
+	// After Deliver again the partition's events after this offset; at most the
+	// partition's acked_offset. Before the view's start: from the start.
+	//
+	// Example: 0
+	After int64 `json:"after"`
+}
+
+// Retried defines model for Retried.
+type Retried struct {
+	// Retried Example: 2
+	Retried int64 `json:"retried"`
+}
+
+// SkipRequest defines model for SkipRequest.
+type SkipRequest struct {
+	// Offset The offset of the partition's next event, the one to skip.
+	//
+	// Example: 1042
+	Offset int64 `json:"offset"`
 }
 
 // Status defines model for Status.
@@ -492,6 +689,11 @@ type StreamRequest struct {
 type View struct {
 	CreatedAt time.Time `json:"created_at"`
 
+	// Deciders The deciders whose events the view takes, sorted; null: every decider.
+	//
+	// Example: ["order"]
+	Deciders *[]string `json:"deciders"`
+
 	// DispatchDisabledAt When and why push delivery was disabled (the receiver answered 410
 	// Gone); registering the view again enables it.
 	DispatchDisabledAt     *time.Time `json:"dispatch_disabled_at,omitempty"`
@@ -499,6 +701,11 @@ type View struct {
 
 	// EdgeFunctionUrl Where the dispatcher pushes events; null for a view its consumers poll.
 	EdgeFunctionUrl *string `json:"edge_function_url"`
+
+	// Events The event types the view takes, sorted; null: every type.
+	//
+	// Example: ["order-placed"]
+	Events *[]string `json:"events"`
 
 	// LockTimeoutS How long a lease lasts unless a stream call asks otherwise.
 	//
@@ -535,7 +742,8 @@ type ViewStatus struct {
 	// EventsPending Events not yet acked, over all partitions (the lag).
 	EventsPending int64 `json:"events_pending"`
 
-	// LastError The most recent delivery error, if any.
+	// LastError The most recent error of a partition that has not delivered since;
+	// null when no partition is failing.
 	LastError *PartitionError `json:"last_error"`
 
 	// Partitions Streams the view has seen events of.
@@ -543,6 +751,10 @@ type ViewStatus struct {
 
 	// PartitionsBehind Partitions with events not yet acked.
 	PartitionsBehind int64 `json:"partitions_behind"`
+
+	// PartitionsFailing Partitions whose next event failed at least once and has not been
+	// delivered since (parked ones included).
+	PartitionsFailing int64 `json:"partitions_failing"`
 
 	// PartitionsLeased Partitions leased to a consumer now.
 	PartitionsLeased int64 `json:"partitions_leased"`
@@ -575,6 +787,27 @@ type GetLastEventParams struct {
 	DeciderId string `form:"decider_id" json:"decider_id"`
 }
 
+// ListPartitionsParams defines parameters for ListPartitions.
+type ListPartitionsParams struct {
+	// State Which partitions
+	State *ListPartitionsParamsState `form:"state,omitempty" json:"state,omitempty"`
+
+	// After The cursor next_after of the previous page
+	After *string `form:"after,omitempty" json:"after,omitempty"`
+
+	// Limit Partitions per page
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
+// ListPartitionsParamsState defines parameters for ListPartitions.
+type ListPartitionsParamsState string
+
+// ListAttemptsParams defines parameters for ListAttempts.
+type ListAttemptsParams struct {
+	// Limit Attempts at most
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
 // RegisterEventTypeJSONRequestBody defines body for RegisterEventType for application/json ContentType.
 type RegisterEventTypeJSONRequestBody = RegisterEventTypeRequest
 
@@ -595,6 +828,12 @@ type AckEventJSONRequestBody = AckRequest
 
 // NackEventJSONRequestBody defines body for NackEvent for application/json ContentType.
 type NackEventJSONRequestBody = NackRequest
+
+// ReplayPartitionJSONRequestBody defines body for ReplayPartition for application/json ContentType.
+type ReplayPartitionJSONRequestBody = ReplayRequest
+
+// SkipEventJSONRequestBody defines body for SkipEvent for application/json ContentType.
+type SkipEventJSONRequestBody = SkipRequest
 
 // StreamEventsJSONRequestBody defines body for StreamEvents for application/json ContentType.
 type StreamEventsJSONRequestBody = StreamRequest
@@ -860,10 +1099,74 @@ type ClientInterface interface {
 	// Corresponds with POST /v1/views/{view}/nack (the `NackEvent` operationId).
 	NackEvent(ctx context.Context, view string, body NackEventJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListPartitions List a view's partitions
+	//
+	// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. The failing and parked lists read only partitions in trouble, whatever the view's size. A read-only key may list.
+	//
+	// Corresponds with GET /v1/views/{view}/partitions (the `ListPartitions` operationId).
+	ListPartitions(ctx context.Context, view string, params *ListPartitionsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetPartition Get a partition
+	//
+	// One partition's progress and failure, with next_event: the event it waits on (null when caught up). A read-only key may read it.
+	//
+	// Corresponds with GET /v1/views/{view}/partitions/{decider}/{decider_id} (the `GetPartition` operationId).
+	GetPartition(ctx context.Context, view string, decider string, deciderId string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListAttempts List a partition's attempts
+	//
+	// The partition's most recent attempts, newest first: every push the dispatcher tried (status, error, duration, the first 1 KiB of the answer), nacks that said why, and skips. The last 100 per partition are kept, for at most FSTORE_ATTEMPT_RETENTION. A read-only key may read them.
+	//
+	// Corresponds with GET /v1/views/{view}/partitions/{decider}/{decider_id}/attempts (the `ListAttempts` operationId).
+	ListAttempts(ctx context.Context, view string, decider string, deciderId string, params *ListAttemptsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ReplayPartitionWithBody Replay a partition
+	//
+	// Moves the partition's progress back so that its matching events after `after` are delivered again. after may not be ahead of the partition's acked_offset (a replay never moves progress past what was handed out); an after before the view's start replays from the start. Refused while the partition is leased.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/views/{view}/partitions/{decider}/{decider_id}/replay (the `ReplayPartition` operationId).
+	ReplayPartitionWithBody(ctx context.Context, view string, decider string, deciderId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ReplayPartition Replay a partition
+	//
+	// Moves the partition's progress back so that its matching events after `after` are delivered again. after may not be ahead of the partition's acked_offset (a replay never moves progress past what was handed out); an after before the view's start replays from the start. Refused while the partition is leased.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/views/{view}/partitions/{decider}/{decider_id}/replay (the `ReplayPartition` operationId).
+	ReplayPartition(ctx context.Context, view string, decider string, deciderId string, body ReplayPartitionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// RetryPartition Un-park a partition
 	//
 	// Corresponds with POST /v1/views/{view}/partitions/{decider}/{decider_id}/retry (the `RetryPartition` operationId).
 	RetryPartition(ctx context.Context, view string, decider string, deciderId string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SkipEventWithBody Skip a partition's next event
+	//
+	// Settles the partition's next event without delivering it (a poison event): offset must be that event's (next_event.offset of the partition). Refused while the partition is leased. Un-parks the partition, ends its failure, and records the skip as an attempt. Answers the partition with its new next_event.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/views/{view}/partitions/{decider}/{decider_id}/skip (the `SkipEvent` operationId).
+	SkipEventWithBody(ctx context.Context, view string, decider string, deciderId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SkipEvent Skip a partition's next event
+	//
+	// Settles the partition's next event without delivering it (a poison event): offset must be that event's (next_event.offset of the partition). Refused while the partition is leased. Un-parks the partition, ends its failure, and records the skip as an attempt. Answers the partition with its new next_event.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/views/{view}/partitions/{decider}/{decider_id}/skip (the `SkipEvent` operationId).
+	SkipEvent(ctx context.Context, view string, decider string, deciderId string, body SkipEventJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RetryParked Un-park every parked partition of a view
+	//
+	// Every parked partition's next event is delivered again now. Answers how many were un-parked.
+	//
+	// Corresponds with POST /v1/views/{view}/retry (the `RetryParked` operationId).
+	RetryParked(ctx context.Context, view string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// StreamEventsWithBody Lease work
 	//
@@ -1321,11 +1624,155 @@ func (c *Client) NackEvent(ctx context.Context, view string, body NackEventJSONR
 	return c.Client.Do(req)
 }
 
+// ListPartitions List a view's partitions
+//
+// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. The failing and parked lists read only partitions in trouble, whatever the view's size. A read-only key may list.
+//
+// Corresponds with GET /v1/views/{view}/partitions (the `ListPartitions` operationId).
+func (c *Client) ListPartitions(ctx context.Context, view string, params *ListPartitionsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListPartitionsRequest(c.Server, view, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetPartition Get a partition
+//
+// One partition's progress and failure, with next_event: the event it waits on (null when caught up). A read-only key may read it.
+//
+// Corresponds with GET /v1/views/{view}/partitions/{decider}/{decider_id} (the `GetPartition` operationId).
+func (c *Client) GetPartition(ctx context.Context, view string, decider string, deciderId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetPartitionRequest(c.Server, view, decider, deciderId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListAttempts List a partition's attempts
+//
+// The partition's most recent attempts, newest first: every push the dispatcher tried (status, error, duration, the first 1 KiB of the answer), nacks that said why, and skips. The last 100 per partition are kept, for at most FSTORE_ATTEMPT_RETENTION. A read-only key may read them.
+//
+// Corresponds with GET /v1/views/{view}/partitions/{decider}/{decider_id}/attempts (the `ListAttempts` operationId).
+func (c *Client) ListAttempts(ctx context.Context, view string, decider string, deciderId string, params *ListAttemptsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListAttemptsRequest(c.Server, view, decider, deciderId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ReplayPartitionWithBody Replay a partition
+//
+// Moves the partition's progress back so that its matching events after `after` are delivered again. after may not be ahead of the partition's acked_offset (a replay never moves progress past what was handed out); an after before the view's start replays from the start. Refused while the partition is leased.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/views/{view}/partitions/{decider}/{decider_id}/replay (the `ReplayPartition` operationId).
+func (c *Client) ReplayPartitionWithBody(ctx context.Context, view string, decider string, deciderId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewReplayPartitionRequestWithBody(c.Server, view, decider, deciderId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ReplayPartition Replay a partition
+//
+// Moves the partition's progress back so that its matching events after `after` are delivered again. after may not be ahead of the partition's acked_offset (a replay never moves progress past what was handed out); an after before the view's start replays from the start. Refused while the partition is leased.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/views/{view}/partitions/{decider}/{decider_id}/replay (the `ReplayPartition` operationId).
+func (c *Client) ReplayPartition(ctx context.Context, view string, decider string, deciderId string, body ReplayPartitionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewReplayPartitionRequest(c.Server, view, decider, deciderId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // RetryPartition Un-park a partition
 //
 // Corresponds with POST /v1/views/{view}/partitions/{decider}/{decider_id}/retry (the `RetryPartition` operationId).
 func (c *Client) RetryPartition(ctx context.Context, view string, decider string, deciderId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewRetryPartitionRequest(c.Server, view, decider, deciderId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SkipEventWithBody Skip a partition's next event
+//
+// Settles the partition's next event without delivering it (a poison event): offset must be that event's (next_event.offset of the partition). Refused while the partition is leased. Un-parks the partition, ends its failure, and records the skip as an attempt. Answers the partition with its new next_event.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/views/{view}/partitions/{decider}/{decider_id}/skip (the `SkipEvent` operationId).
+func (c *Client) SkipEventWithBody(ctx context.Context, view string, decider string, deciderId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSkipEventRequestWithBody(c.Server, view, decider, deciderId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SkipEvent Skip a partition's next event
+//
+// Settles the partition's next event without delivering it (a poison event): offset must be that event's (next_event.offset of the partition). Refused while the partition is leased. Un-parks the partition, ends its failure, and records the skip as an attempt. Answers the partition with its new next_event.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/views/{view}/partitions/{decider}/{decider_id}/skip (the `SkipEvent` operationId).
+func (c *Client) SkipEvent(ctx context.Context, view string, decider string, deciderId string, body SkipEventJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSkipEventRequest(c.Server, view, decider, deciderId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RetryParked Un-park every parked partition of a view
+//
+// Every parked partition's next event is delivered again now. Answers how many were un-parked.
+//
+// Corresponds with POST /v1/views/{view}/retry (the `RetryParked` operationId).
+func (c *Client) RetryParked(ctx context.Context, view string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRetryParkedRequest(c.Server, view)
 	if err != nil {
 		return nil, err
 	}
@@ -2101,6 +2548,275 @@ func NewNackEventRequestWithBody(server string, view string, contentType string,
 	return req, nil
 }
 
+// NewListPartitionsRequest constructs an http.Request for the ListPartitions method
+func NewListPartitionsRequest(server string, view string, params *ListPartitionsParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "view", view, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/views/%s/partitions", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.State != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "state", *params.State, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.After != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "after", *params.After, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetPartitionRequest constructs an http.Request for the GetPartition method
+func NewGetPartitionRequest(server string, view string, decider string, deciderId string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "view", view, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "decider", decider, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "decider_id", deciderId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/views/%s/partitions/%s/%s", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListAttemptsRequest constructs an http.Request for the ListAttempts method
+func NewListAttemptsRequest(server string, view string, decider string, deciderId string, params *ListAttemptsParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "view", view, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "decider", decider, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "decider_id", deciderId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/views/%s/partitions/%s/%s/attempts", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewReplayPartitionRequest calls the generic ReplayPartition builder with application/json body
+func NewReplayPartitionRequest(server string, view string, decider string, deciderId string, body ReplayPartitionJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewReplayPartitionRequestWithBody(server, view, decider, deciderId, "application/json", bodyReader)
+}
+
+// NewReplayPartitionRequestWithBody constructs an http.Request for the ReplayPartition method, with any body, and a specified content type
+func NewReplayPartitionRequestWithBody(server string, view string, decider string, deciderId string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "view", view, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "decider", decider, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "decider_id", deciderId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/views/%s/partitions/%s/%s/replay", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewRetryPartitionRequest constructs an http.Request for the RetryPartition method
 func NewRetryPartitionRequest(server string, view string, decider string, deciderId string) (*http.Request, error) {
 	var err error
@@ -2132,6 +2848,101 @@ func NewRetryPartitionRequest(server string, view string, decider string, decide
 	}
 
 	operationPath := fmt.Sprintf("/v1/views/%s/partitions/%s/%s/retry", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewSkipEventRequest calls the generic SkipEvent builder with application/json body
+func NewSkipEventRequest(server string, view string, decider string, deciderId string, body SkipEventJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewSkipEventRequestWithBody(server, view, decider, deciderId, "application/json", bodyReader)
+}
+
+// NewSkipEventRequestWithBody constructs an http.Request for the SkipEvent method, with any body, and a specified content type
+func NewSkipEventRequestWithBody(server string, view string, decider string, deciderId string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "view", view, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "decider", decider, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "decider_id", deciderId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/views/%s/partitions/%s/%s/skip", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewRetryParkedRequest constructs an http.Request for the RetryParked method
+func NewRetryParkedRequest(server string, view string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "view", view, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/views/%s/retry", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -2449,12 +3260,84 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /v1/views/{view}/nack (the `NackEvent` operationId).
 	NackEventWithResponse(ctx context.Context, view string, body NackEventJSONRequestBody, reqEditors ...RequestEditorFn) (*NackEventResponse, error)
 
+	// ListPartitionsWithResponse List a view's partitions
+	//
+	// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. The failing and parked lists read only partitions in trouble, whatever the view's size. A read-only key may list.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/views/{view}/partitions (the `ListPartitions` operationId).
+	ListPartitionsWithResponse(ctx context.Context, view string, params *ListPartitionsParams, reqEditors ...RequestEditorFn) (*ListPartitionsResponse, error)
+
+	// GetPartitionWithResponse Get a partition
+	//
+	// One partition's progress and failure, with next_event: the event it waits on (null when caught up). A read-only key may read it.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/views/{view}/partitions/{decider}/{decider_id} (the `GetPartition` operationId).
+	GetPartitionWithResponse(ctx context.Context, view string, decider string, deciderId string, reqEditors ...RequestEditorFn) (*GetPartitionResponse, error)
+
+	// ListAttemptsWithResponse List a partition's attempts
+	//
+	// The partition's most recent attempts, newest first: every push the dispatcher tried (status, error, duration, the first 1 KiB of the answer), nacks that said why, and skips. The last 100 per partition are kept, for at most FSTORE_ATTEMPT_RETENTION. A read-only key may read them.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/views/{view}/partitions/{decider}/{decider_id}/attempts (the `ListAttempts` operationId).
+	ListAttemptsWithResponse(ctx context.Context, view string, decider string, deciderId string, params *ListAttemptsParams, reqEditors ...RequestEditorFn) (*ListAttemptsResponse, error)
+
+	// ReplayPartitionWithBodyWithResponse Replay a partition
+	//
+	// Moves the partition's progress back so that its matching events after `after` are delivered again. after may not be ahead of the partition's acked_offset (a replay never moves progress past what was handed out); an after before the view's start replays from the start. Refused while the partition is leased.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/views/{view}/partitions/{decider}/{decider_id}/replay (the `ReplayPartition` operationId).
+	ReplayPartitionWithBodyWithResponse(ctx context.Context, view string, decider string, deciderId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReplayPartitionResponse, error)
+
+	// ReplayPartitionWithResponse Replay a partition
+	//
+	// Moves the partition's progress back so that its matching events after `after` are delivered again. after may not be ahead of the partition's acked_offset (a replay never moves progress past what was handed out); an after before the view's start replays from the start. Refused while the partition is leased.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/views/{view}/partitions/{decider}/{decider_id}/replay (the `ReplayPartition` operationId).
+	ReplayPartitionWithResponse(ctx context.Context, view string, decider string, deciderId string, body ReplayPartitionJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplayPartitionResponse, error)
+
 	// RetryPartitionWithResponse Un-park a partition
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/views/{view}/partitions/{decider}/{decider_id}/retry (the `RetryPartition` operationId).
 	RetryPartitionWithResponse(ctx context.Context, view string, decider string, deciderId string, reqEditors ...RequestEditorFn) (*RetryPartitionResponse, error)
+
+	// SkipEventWithBodyWithResponse Skip a partition's next event
+	//
+	// Settles the partition's next event without delivering it (a poison event): offset must be that event's (next_event.offset of the partition). Refused while the partition is leased. Un-parks the partition, ends its failure, and records the skip as an attempt. Answers the partition with its new next_event.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/views/{view}/partitions/{decider}/{decider_id}/skip (the `SkipEvent` operationId).
+	SkipEventWithBodyWithResponse(ctx context.Context, view string, decider string, deciderId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SkipEventResponse, error)
+
+	// SkipEventWithResponse Skip a partition's next event
+	//
+	// Settles the partition's next event without delivering it (a poison event): offset must be that event's (next_event.offset of the partition). Refused while the partition is leased. Un-parks the partition, ends its failure, and records the skip as an attempt. Answers the partition with its new next_event.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/views/{view}/partitions/{decider}/{decider_id}/skip (the `SkipEvent` operationId).
+	SkipEventWithResponse(ctx context.Context, view string, decider string, deciderId string, body SkipEventJSONRequestBody, reqEditors ...RequestEditorFn) (*SkipEventResponse, error)
+
+	// RetryParkedWithResponse Un-park every parked partition of a view
+	//
+	// Every parked partition's next event is delivered again now. Answers how many were un-parked.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/views/{view}/retry (the `RetryParked` operationId).
+	RetryParkedWithResponse(ctx context.Context, view string, reqEditors ...RequestEditorFn) (*RetryParkedResponse, error)
 
 	// StreamEventsWithBodyWithResponse Lease work
 	//
@@ -3766,6 +4649,310 @@ func (r NackEventResponse) ContentType() string {
 	return ""
 }
 
+type ListPartitionsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *PartitionList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListPartitionsResponse) GetJSON200() *PartitionList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListPartitionsResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListPartitionsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListPartitionsResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListPartitionsResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListPartitionsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListPartitionsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListPartitionsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListPartitionsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetPartitionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *PartitionDetail
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetPartitionResponse) GetJSON200() *PartitionDetail {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetPartitionResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetPartitionResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetPartitionResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetPartitionResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetPartitionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetPartitionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetPartitionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetPartitionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListAttemptsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AttemptList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListAttemptsResponse) GetJSON200() *AttemptList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListAttemptsResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListAttemptsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListAttemptsResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListAttemptsResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListAttemptsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListAttemptsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListAttemptsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListAttemptsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ReplayPartitionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *PartitionDetail
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ReplayPartitionResponse) GetJSON200() *PartitionDetail {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ReplayPartitionResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ReplayPartitionResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ReplayPartitionResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ReplayPartitionResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r ReplayPartitionResponse) GetApplicationproblemJSON409() *Problem {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r ReplayPartitionResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r ReplayPartitionResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ReplayPartitionResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ReplayPartitionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ReplayPartitionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ReplayPartitionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ReplayPartitionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type RetryPartitionResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -3836,6 +5023,179 @@ func (r RetryPartitionResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r RetryPartitionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type SkipEventResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *PartitionDetail
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r SkipEventResponse) GetJSON200() *PartitionDetail {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r SkipEventResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r SkipEventResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r SkipEventResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r SkipEventResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r SkipEventResponse) GetApplicationproblemJSON409() *Problem {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r SkipEventResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r SkipEventResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r SkipEventResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r SkipEventResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r SkipEventResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r SkipEventResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r SkipEventResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type RetryParkedResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Retried
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r RetryParkedResponse) GetJSON200() *Retried {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r RetryParkedResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r RetryParkedResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r RetryParkedResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r RetryParkedResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r RetryParkedResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r RetryParkedResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RetryParkedResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RetryParkedResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RetryParkedResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -4284,6 +5644,81 @@ func (c *ClientWithResponses) NackEventWithResponse(ctx context.Context, view st
 	return ParseNackEventResponse(rsp)
 }
 
+// ListPartitionsWithResponse List a view's partitions
+//
+// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. The failing and parked lists read only partitions in trouble, whatever the view's size. A read-only key may list.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/views/{view}/partitions (the `ListPartitions` operationId).
+func (c *ClientWithResponses) ListPartitionsWithResponse(ctx context.Context, view string, params *ListPartitionsParams, reqEditors ...RequestEditorFn) (*ListPartitionsResponse, error) {
+	rsp, err := c.ListPartitions(ctx, view, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListPartitionsResponse(rsp)
+}
+
+// GetPartitionWithResponse Get a partition
+//
+// One partition's progress and failure, with next_event: the event it waits on (null when caught up). A read-only key may read it.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/views/{view}/partitions/{decider}/{decider_id} (the `GetPartition` operationId).
+func (c *ClientWithResponses) GetPartitionWithResponse(ctx context.Context, view string, decider string, deciderId string, reqEditors ...RequestEditorFn) (*GetPartitionResponse, error) {
+	rsp, err := c.GetPartition(ctx, view, decider, deciderId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetPartitionResponse(rsp)
+}
+
+// ListAttemptsWithResponse List a partition's attempts
+//
+// The partition's most recent attempts, newest first: every push the dispatcher tried (status, error, duration, the first 1 KiB of the answer), nacks that said why, and skips. The last 100 per partition are kept, for at most FSTORE_ATTEMPT_RETENTION. A read-only key may read them.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/views/{view}/partitions/{decider}/{decider_id}/attempts (the `ListAttempts` operationId).
+func (c *ClientWithResponses) ListAttemptsWithResponse(ctx context.Context, view string, decider string, deciderId string, params *ListAttemptsParams, reqEditors ...RequestEditorFn) (*ListAttemptsResponse, error) {
+	rsp, err := c.ListAttempts(ctx, view, decider, deciderId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListAttemptsResponse(rsp)
+}
+
+// ReplayPartitionWithBodyWithResponse Replay a partition
+//
+// Moves the partition's progress back so that its matching events after `after` are delivered again. after may not be ahead of the partition's acked_offset (a replay never moves progress past what was handed out); an after before the view's start replays from the start. Refused while the partition is leased.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/views/{view}/partitions/{decider}/{decider_id}/replay (the `ReplayPartition` operationId).
+func (c *ClientWithResponses) ReplayPartitionWithBodyWithResponse(ctx context.Context, view string, decider string, deciderId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReplayPartitionResponse, error) {
+	rsp, err := c.ReplayPartitionWithBody(ctx, view, decider, deciderId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseReplayPartitionResponse(rsp)
+}
+
+// ReplayPartitionWithResponse Replay a partition
+//
+// Moves the partition's progress back so that its matching events after `after` are delivered again. after may not be ahead of the partition's acked_offset (a replay never moves progress past what was handed out); an after before the view's start replays from the start. Refused while the partition is leased.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/views/{view}/partitions/{decider}/{decider_id}/replay (the `ReplayPartition` operationId).
+func (c *ClientWithResponses) ReplayPartitionWithResponse(ctx context.Context, view string, decider string, deciderId string, body ReplayPartitionJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplayPartitionResponse, error) {
+	rsp, err := c.ReplayPartition(ctx, view, decider, deciderId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseReplayPartitionResponse(rsp)
+}
+
 // RetryPartitionWithResponse Un-park a partition
 //
 // Returns a wrapper object for the known response body format(s).
@@ -4295,6 +5730,51 @@ func (c *ClientWithResponses) RetryPartitionWithResponse(ctx context.Context, vi
 		return nil, err
 	}
 	return ParseRetryPartitionResponse(rsp)
+}
+
+// SkipEventWithBodyWithResponse Skip a partition's next event
+//
+// Settles the partition's next event without delivering it (a poison event): offset must be that event's (next_event.offset of the partition). Refused while the partition is leased. Un-parks the partition, ends its failure, and records the skip as an attempt. Answers the partition with its new next_event.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/views/{view}/partitions/{decider}/{decider_id}/skip (the `SkipEvent` operationId).
+func (c *ClientWithResponses) SkipEventWithBodyWithResponse(ctx context.Context, view string, decider string, deciderId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SkipEventResponse, error) {
+	rsp, err := c.SkipEventWithBody(ctx, view, decider, deciderId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSkipEventResponse(rsp)
+}
+
+// SkipEventWithResponse Skip a partition's next event
+//
+// Settles the partition's next event without delivering it (a poison event): offset must be that event's (next_event.offset of the partition). Refused while the partition is leased. Un-parks the partition, ends its failure, and records the skip as an attempt. Answers the partition with its new next_event.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/views/{view}/partitions/{decider}/{decider_id}/skip (the `SkipEvent` operationId).
+func (c *ClientWithResponses) SkipEventWithResponse(ctx context.Context, view string, decider string, deciderId string, body SkipEventJSONRequestBody, reqEditors ...RequestEditorFn) (*SkipEventResponse, error) {
+	rsp, err := c.SkipEvent(ctx, view, decider, deciderId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSkipEventResponse(rsp)
+}
+
+// RetryParkedWithResponse Un-park every parked partition of a view
+//
+// Every parked partition's next event is delivered again now. Answers how many were un-parked.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/views/{view}/retry (the `RetryParked` operationId).
+func (c *ClientWithResponses) RetryParkedWithResponse(ctx context.Context, view string, reqEditors ...RequestEditorFn) (*RetryParkedResponse, error) {
+	rsp, err := c.RetryParked(ctx, view, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRetryParkedResponse(rsp)
 }
 
 // StreamEventsWithBodyWithResponse Lease work
@@ -5348,6 +6828,250 @@ func ParseNackEventResponse(rsp *http.Response) (*NackEventResponse, error) {
 	return response, nil
 }
 
+// ParseListPartitionsResponse parses an HTTP response from a ListPartitionsWithResponse call
+func ParseListPartitionsResponse(rsp *http.Response) (*ListPartitionsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListPartitionsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest PartitionList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetPartitionResponse parses an HTTP response from a GetPartitionWithResponse call
+func ParseGetPartitionResponse(rsp *http.Response) (*GetPartitionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetPartitionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest PartitionDetail
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseListAttemptsResponse parses an HTTP response from a ListAttemptsWithResponse call
+func ParseListAttemptsResponse(rsp *http.Response) (*ListAttemptsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListAttemptsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AttemptList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseReplayPartitionResponse parses an HTTP response from a ReplayPartitionWithResponse call
+func ParseReplayPartitionResponse(rsp *http.Response) (*ReplayPartitionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ReplayPartitionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest PartitionDetail
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseRetryPartitionResponse parses an HTTP response from a RetryPartitionWithResponse call
 func ParseRetryPartitionResponse(rsp *http.Response) (*RetryPartitionResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -5364,6 +7088,149 @@ func ParseRetryPartitionResponse(rsp *http.Response) (*RetryPartitionResponse, e
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
 		var dest Partition
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseSkipEventResponse parses an HTTP response from a SkipEventWithResponse call
+func ParseSkipEventResponse(rsp *http.Response) (*SkipEventResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &SkipEventResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest PartitionDetail
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseRetryParkedResponse parses an HTTP response from a RetryParkedWithResponse call
+func ParseRetryParkedResponse(rsp *http.Response) (*RetryParkedResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RetryParkedResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Retried
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}

@@ -126,6 +126,46 @@ func TestGeneratedClientScenario(t *testing.T) {
 	assert.EqualValues(t, 1, status.JSON200.Status.EventsPending)
 	assert.EqualValues(t, 2, status.JSON200.Status.Partitions)
 
+	// A scoped view, and the dead-letter routes: a nack that says why, the
+	// failing list, one partition, its attempts, skip, replay, bulk retry.
+	scopedView, err := c.RegisterViewWithResponse(ctx, "shipments", client.RegisterViewRequest{StartAt: &start,
+		Deciders: &[]string{"order"}, Events: &[]string{"shipped"}})
+	require.NoError(t, err)
+	require.NotNil(t, scopedView.JSON201, "%s", scopedView.Body)
+	assert.Equal(t, []string{"shipped"}, *scopedView.JSON201.Events)
+	assert.EqualValues(t, 1, scopedView.JSON201.Status.Partitions, "o-1 only holds a shipped event")
+	again, err := c.StreamEventsWithResponse(ctx, "orders", client.StreamRequest{})
+	require.NoError(t, err)
+	require.Len(t, again.JSON200.Events, 1)
+	o2 = again.JSON200.Events[0]
+	nack, err = c.NackEventWithResponse(ctx, "orders", client.NackRequest{Decider: "order", DeciderId: "o-2", LeaseId: o2.LeaseId,
+		Error: ptr("projection store is down")})
+	require.NoError(t, err)
+	require.NotNil(t, nack.JSON200, "%s", nack.Body)
+	failing, err := c.ListPartitionsWithResponse(ctx, "orders", &client.ListPartitionsParams{State: ptr(client.Failing)})
+	require.NoError(t, err)
+	require.NotNil(t, failing.JSON200, "%s", failing.Body)
+	require.Len(t, failing.JSON200.Partitions, 1)
+	assert.Equal(t, "projection store is down", *failing.JSON200.Partitions[0].LastError)
+	one, err := c.GetPartitionWithResponse(ctx, "orders", "order", "o-2")
+	require.NoError(t, err)
+	require.NotNil(t, one.JSON200.NextEvent, "%s", one.Body)
+	attempts, err := c.ListAttemptsWithResponse(ctx, "orders", "order", "o-2", &client.ListAttemptsParams{Limit: ptr(5)})
+	require.NoError(t, err)
+	require.Len(t, attempts.JSON200.Attempts, 1, "%s", attempts.Body)
+	skipped, err := c.SkipEventWithResponse(ctx, "orders", "order", "o-2", client.SkipRequest{Offset: one.JSON200.NextEvent.Offset})
+	require.NoError(t, err)
+	require.NotNil(t, skipped.JSON200, "%s", skipped.Body)
+	assert.Nil(t, skipped.JSON200.NextEvent, "caught up")
+	replayed, err := c.ReplayPartitionWithResponse(ctx, "orders", "order", "o-2", client.ReplayRequest{After: 0})
+	require.NoError(t, err)
+	require.NotNil(t, replayed.JSON200, "%s", replayed.Body)
+	assert.EqualValues(t, 1, replayed.JSON200.EventsPending)
+	retried, err := c.RetryParkedWithResponse(ctx, "orders")
+	require.NoError(t, err)
+	require.NotNil(t, retried.JSON200, "%s", retried.Body)
+	assert.Zero(t, retried.JSON200.Retried)
+
 	// A decision across streams: query, then append on its position.
 	shipped := client.EventQuery{Items: []client.QueryItem{{Types: &[]string{"shipped"}}}}
 	q, err := c.QueryEventsWithResponse(ctx, client.QueryEventsRequest{Query: shipped})

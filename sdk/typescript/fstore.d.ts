@@ -290,6 +290,86 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/views/{view}/partitions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List a view's partitions
+         * @description Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. The failing and parked lists read only partitions in trouble, whatever the view's size. A read-only key may list.
+         */
+        get: operations["listPartitions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/views/{view}/partitions/{decider}/{decider_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a partition
+         * @description One partition's progress and failure, with next_event: the event it waits on (null when caught up). A read-only key may read it.
+         */
+        get: operations["getPartition"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/views/{view}/partitions/{decider}/{decider_id}/attempts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List a partition's attempts
+         * @description The partition's most recent attempts, newest first: every push the dispatcher tried (status, error, duration, the first 1 KiB of the answer), nacks that said why, and skips. The last 100 per partition are kept, for at most FSTORE_ATTEMPT_RETENTION. A read-only key may read them.
+         */
+        get: operations["listAttempts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/views/{view}/partitions/{decider}/{decider_id}/replay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Replay a partition
+         * @description Moves the partition's progress back so that its matching events after `after` are delivered again. after may not be ahead of the partition's acked_offset (a replay never moves progress past what was handed out); an after before the view's start replays from the start. Refused while the partition is leased.
+         */
+        post: operations["replayPartition"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/views/{view}/partitions/{decider}/{decider_id}/retry": {
         parameters: {
             query?: never;
@@ -301,6 +381,46 @@ export interface paths {
         put?: never;
         /** Un-park a partition */
         post: operations["retryPartition"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/views/{view}/partitions/{decider}/{decider_id}/skip": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Skip a partition's next event
+         * @description Settles the partition's next event without delivering it (a poison event): offset must be that event's (next_event.offset of the partition). Refused while the partition is leased. Un-parks the partition, ends its failure, and records the skip as an attempt. Answers the partition with its new next_event.
+         */
+        post: operations["skipEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/views/{view}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Un-park every parked partition of a view
+         * @description Every parked partition's next event is delivered again now. Answers how many were un-parked.
+         */
+        post: operations["retryParked"];
         delete?: never;
         options?: never;
         head?: never;
@@ -421,6 +541,30 @@ export interface components {
              */
             tags?: string[];
         };
+        Attempt: {
+            /** Format: date-time */
+            at: string;
+            /** @description How long the push took, answer included. */
+            duration_ms: number;
+            /** @description What went wrong; null for a delivery. */
+            error: string | null;
+            /** Format: uuid */
+            event_id: string | null;
+            /**
+             * @description push, nack or skip.
+             * @enum {string}
+             */
+            kind: "push" | "nack" | "skip";
+            /** Format: int64 */
+            offset: number | null;
+            /** @description The first 1 KiB of the answer's body. */
+            response: string | null;
+            /** @description The receiver's HTTP status; null when there was no answer. */
+            status: number | null;
+        };
+        AttemptList: {
+            attempts: components["schemas"]["Attempt"][];
+        };
         Decider: {
             decider: string;
             events: components["schemas"]["EventType"][];
@@ -524,6 +668,9 @@ export interface components {
             message: string;
         };
         LeasedEvent: {
+            /** @description How many times delivering the partition's next event failed so far
+             *     (nacks and failed pushes): 0 on a first delivery. */
+            attempts: number;
             /**
              * Format: uuid
              * @description The command that produced the event, chosen by the client: the events
@@ -590,6 +737,13 @@ export interface components {
             decider: string;
             /** @example order-1042 */
             decider_id: string;
+            /**
+             * @description Why the events were not processed (at most 1,024 characters): it
+             *     becomes the partition's last_error and is recorded as an attempt, as
+             *     a failed push is. Omitted: the nack is counted, nothing recorded.
+             * @example database timeout
+             */
+            error?: string;
             /** Format: uuid */
             lease_id: string;
             /** @description Lease the partition again only after this many milliseconds; default 0. */
@@ -610,6 +764,11 @@ export interface components {
              */
             head_offset: number;
             last_error: string | null;
+            /**
+             * Format: date-time
+             * @description When the current failure was last seen; null when not failing.
+             */
+            last_error_at: string | null;
             /** @description The HTTP status of the last failed push; null when there was no answer. */
             last_status: number | null;
             /** Format: uuid */
@@ -624,12 +783,100 @@ export interface components {
             retry_at: string | null;
             view: string;
         };
+        PartitionDetail: {
+            /**
+             * Format: int64
+             * @description Processed up to and including this offset.
+             */
+            acked_offset: number;
+            attempts: number;
+            decider: string;
+            decider_id: string;
+            /**
+             * Format: int64
+             * @description Matching events after the partition's progress.
+             */
+            events_pending: number;
+            /**
+             * Format: int64
+             * @description The stream's newest offset the view has seen.
+             */
+            head_offset: number;
+            last_error: string | null;
+            /**
+             * Format: date-time
+             * @description When the current failure was last seen; null when not failing.
+             */
+            last_error_at: string | null;
+            /** @description The HTTP status of the last failed push; null when there was no answer. */
+            last_status: number | null;
+            /** Format: uuid */
+            lease_id: string | null;
+            /** Format: date-time */
+            leased_until: string | null;
+            /** @description The next matching event to deliver; null when caught up. */
+            next_event: components["schemas"]["Event"] | null;
+            parked: boolean;
+            /**
+             * Format: date-time
+             * @description Not leased again before this time (a nack with a delay).
+             */
+            retry_at: string | null;
+            view: string;
+        };
         PartitionError: {
             /** Format: date-time */
             at: string;
             decider: string;
             decider_id: string;
             error: string;
+        };
+        PartitionList: {
+            /**
+             * @description The cursor of the next page (pass it as after); null on the last page.
+             * @example WyJvcmRlciIsIm9yZGVyLTEwNDIiXQ
+             */
+            next_after: string | null;
+            partitions: components["schemas"]["PartitionState"][];
+        };
+        PartitionState: {
+            /**
+             * Format: int64
+             * @description Processed up to and including this offset.
+             */
+            acked_offset: number;
+            attempts: number;
+            decider: string;
+            decider_id: string;
+            /**
+             * Format: int64
+             * @description Matching events after the partition's progress.
+             */
+            events_pending: number;
+            /**
+             * Format: int64
+             * @description The stream's newest offset the view has seen.
+             */
+            head_offset: number;
+            last_error: string | null;
+            /**
+             * Format: date-time
+             * @description When the current failure was last seen; null when not failing.
+             */
+            last_error_at: string | null;
+            /** @description The HTTP status of the last failed push; null when there was no answer. */
+            last_status: number | null;
+            /** Format: uuid */
+            lease_id: string | null;
+            /** Format: date-time */
+            leased_until: string | null;
+            parked: boolean;
+            /**
+             * Format: date-time
+             * @description Not leased again before this time (a nack with a delay).
+             */
+            retry_at: string | null;
+            view: string;
         };
         Problem: {
             /** @example previous_id is not the stream's last event */
@@ -732,10 +979,26 @@ export interface components {
         };
         RegisterViewRequest: {
             /**
+             * @description Take only the events of these deciders (1 to 100 registered names).
+             *     Omitted or null: every decider. Changing the list keeps progress.
+             * @example [
+             *       "order"
+             *     ]
+             */
+            deciders?: string[] | null;
+            /**
              * @description For the dispatcher: where to push this view's events (http or https).
              * @example https://example.com/hooks/orders
              */
             edge_function_url?: string;
+            /**
+             * @description Take only events of these types (1 to 100 names, each registered for
+             *     a listed decider). Omitted or null: every type.
+             * @example [
+             *       "order-placed"
+             *     ]
+             */
+            events?: string[] | null;
             /**
              * @description Lease length in seconds; default 300.
              * @example 60
@@ -767,6 +1030,30 @@ export interface components {
              *     than the view's moves every partition's progress to it (replay or skip).
              */
             start_at?: string;
+        };
+        ReplayRequest: {
+            /**
+             * Format: int64
+             * @description Deliver again the partition's events after this offset; at most the
+             *     partition's acked_offset. Before the view's start: from the start.
+             * @example 0
+             */
+            after: number;
+        };
+        Retried: {
+            /**
+             * Format: int64
+             * @example 2
+             */
+            retried: number;
+        };
+        SkipRequest: {
+            /**
+             * Format: int64
+             * @description The offset of the partition's next event, the one to skip.
+             * @example 1042
+             */
+            offset: number;
         };
         Status: {
             /**
@@ -800,6 +1087,13 @@ export interface components {
             /** Format: date-time */
             created_at: string;
             /**
+             * @description The deciders whose events the view takes, sorted; null: every decider.
+             * @example [
+             *       "order"
+             *     ]
+             */
+            deciders: string[] | null;
+            /**
              * Format: date-time
              * @description When and why push delivery was disabled (the receiver answered 410
              *     Gone); registering the view again enables it.
@@ -808,6 +1102,13 @@ export interface components {
             dispatch_disabled_reason?: string;
             /** @description Where the dispatcher pushes events; null for a view its consumers poll. */
             edge_function_url: string | null;
+            /**
+             * @description The event types the view takes, sorted; null: every type.
+             * @example [
+             *       "order-placed"
+             *     ]
+             */
+            events: string[] | null;
             /**
              * @description How long a lease lasts unless a stream call asks otherwise.
              * @example 300
@@ -843,7 +1144,8 @@ export interface components {
              * @description Events not yet acked, over all partitions (the lag).
              */
             events_pending: number;
-            /** @description The most recent delivery error, if any. */
+            /** @description The most recent error of a partition that has not delivered since;
+             *     null when no partition is failing. */
             last_error: components["schemas"]["PartitionError"] | null;
             /**
              * Format: int64
@@ -855,6 +1157,12 @@ export interface components {
              * @description Partitions with events not yet acked.
              */
             partitions_behind: number;
+            /**
+             * Format: int64
+             * @description Partitions whose next event failed at least once and has not been
+             *     delivered since (parked ones included).
+             */
+            partitions_failing: number;
             /**
              * Format: int64
              * @description Partitions leased to a consumer now.
@@ -2035,6 +2343,305 @@ export interface operations {
             };
         };
     };
+    listPartitions: {
+        parameters: {
+            query?: {
+                /** @description Which partitions */
+                state?: "all" | "behind" | "leased" | "failing" | "parked";
+                /** @description The cursor next_after of the previous page */
+                after?: string;
+                /** @description Partitions per page */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description View name */
+                view: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PartitionList"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid API key (when the server has FSTORE_API_KEYS) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown view */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Database unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getPartition: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description View name */
+                view: string;
+                /** @description Decider name */
+                decider: string;
+                /** @description Stream key */
+                decider_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PartitionDetail"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid API key (when the server has FSTORE_API_KEYS) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown view or partition */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Database unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listAttempts: {
+        parameters: {
+            query?: {
+                /** @description Attempts at most */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description View name */
+                view: string;
+                /** @description Decider name */
+                decider: string;
+                /** @description Stream key */
+                decider_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AttemptList"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid API key (when the server has FSTORE_API_KEYS) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown view or partition */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Database unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    replayPartition: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description View name */
+                view: string;
+                /** @description Decider name */
+                decider: string;
+                /** @description Stream key */
+                decider_id: string;
+            };
+            cookie?: never;
+        };
+        /** @description Where to replay from */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReplayRequest"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PartitionDetail"];
+                };
+            };
+            /** @description Invalid, or after is ahead of the partition's progress */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid API key (when the server has FSTORE_API_KEYS) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The API key is read-only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown view or partition */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description partition-leased */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body larger than FSTORE_MAX_BODY_BYTES */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Database unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     retryPartition: {
         parameters: {
             query?: never;
@@ -2088,6 +2695,178 @@ export interface operations {
                 };
             };
             /** @description Unknown view or partition */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Database unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    skipEvent: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description View name */
+                view: string;
+                /** @description Decider name */
+                decider: string;
+                /** @description Stream key */
+                decider_id: string;
+            };
+            cookie?: never;
+        };
+        /** @description The event to skip */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SkipRequest"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PartitionDetail"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid API key (when the server has FSTORE_API_KEYS) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The API key is read-only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown view or partition */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description partition-leased, or not-next-event */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body larger than FSTORE_MAX_BODY_BYTES */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Database unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    retryParked: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description View name */
+                view: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Retried"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid API key (when the server has FSTORE_API_KEYS) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The API key is read-only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown view */
             404: {
                 headers: {
                     [name: string]: unknown;

@@ -70,4 +70,49 @@ export async function scenario(baseUrl: string): Promise<void> {
   }
   const status = await api.GET("/v1/views/{view}", { params: { path: { view: "orders" } } });
   console.log("events pending", status.data?.status.events_pending);
+
+  // A scoped view, and the dead-letter routes.
+  const scoped = await api.PUT("/v1/views/{view}", {
+    params: { path: { view: "placements" } },
+    body: { deciders: ["order"], events: ["placed"] },
+  });
+  const lists: (string[] | null)[] = [scoped.data?.deciders ?? null, scoped.data?.events ?? null];
+  console.log("scoped to", lists);
+  const next = await api.POST("/v1/views/{view}/stream", { params: { path: { view: "placements" } }, body: {} });
+  for (const e of next.data?.events ?? []) {
+    console.log("failed so far", e.attempts);
+    await api.POST("/v1/views/{view}/nack", {
+      params: { path: { view: "placements" } },
+      body: { decider: e.decider, decider_id: e.decider_id, lease_id: e.lease_id, error: "projection store is down" },
+    });
+  }
+  let cursor: string | undefined;
+  for (;;) {
+    const page = await api.GET("/v1/views/{view}/partitions", {
+      params: { path: { view: "placements" }, query: { state: "failing", after: cursor, limit: 100 } },
+    });
+    for (const p of page.data?.partitions ?? []) {
+      const where = { view: "placements", decider: p.decider, decider_id: p.decider_id };
+      const one = await api.GET("/v1/views/{view}/partitions/{decider}/{decider_id}", { params: { path: where } });
+      const tried = await api.GET("/v1/views/{view}/partitions/{decider}/{decider_id}/attempts", {
+        params: { path: where, query: { limit: 10 } },
+      });
+      const last: string | null | undefined = tried.data?.attempts[0]?.error;
+      console.log(p.last_error, p.last_status, p.events_pending, last);
+      const poison = one.data?.next_event;
+      if (poison) {
+        await api.POST("/v1/views/{view}/partitions/{decider}/{decider_id}/skip", {
+          params: { path: where }, body: { offset: poison.offset },
+        });
+        await api.POST("/v1/views/{view}/partitions/{decider}/{decider_id}/replay", {
+          params: { path: where }, body: { after: 0 },
+        });
+      }
+    }
+    if (!page.data || page.data.next_after === null) break;
+    cursor = page.data.next_after;
+  }
+  const retried = await api.POST("/v1/views/{view}/retry", { params: { path: { view: "placements" } } });
+  const count: number | undefined = retried.data?.retried;
+  console.log("un-parked", count);
 }
