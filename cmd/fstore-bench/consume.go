@@ -59,10 +59,15 @@ type leasedEvent struct {
 // each partition, 8 acks at a time per consumer, until total events are
 // acked. It returns events acked per second.
 func consume(c *client, view string, consumers, total int) (float64, error) {
+	return consumeWithin(c, view, consumers, total, 5*time.Minute)
+}
+
+// consumeWithin is consume, given up after limit.
+func consumeWithin(c *client, view string, consumers, total int, limit time.Duration) (float64, error) {
 	var acked atomic.Int64
 	var firstErr atomic.Value
 	start := time.Now()
-	deadline := start.Add(5 * time.Minute)
+	deadline := start.Add(limit)
 	var wg sync.WaitGroup
 	for range consumers {
 		wg.Go(func() {
@@ -106,7 +111,7 @@ func consume(c *client, view string, consumers, total int) (float64, error) {
 		return 0, err
 	}
 	if acked.Load() < int64(total) {
-		return 0, fmt.Errorf("consumed %d of %d events in 5 minutes", acked.Load(), total)
+		return 0, fmt.Errorf("%s: consumed %d of %d events in %s", view, acked.Load(), total, limit)
 	}
 	return float64(acked.Load()) / time.Since(start).Seconds(), nil
 }

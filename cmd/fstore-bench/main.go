@@ -27,6 +27,7 @@ type options struct {
 	growTo                             int           // events per stream in the growing-streams run
 	clients                            int           // concurrent clients for single appends
 	only                               []string      // run only these sections (after the load); empty: all
+	scopedLog                          int           // events the scoped section's log holds at least
 }
 
 // want reports whether a section runs: every section when -only is empty.
@@ -45,8 +46,9 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 15*time.Second, "length of each throughput run")
 	flag.IntVar(&o.growTo, "grow", 10_000, "events per stream in the growing-streams run")
 	flag.IntVar(&o.clients, "clients", 32, "concurrent clients for single appends")
+	flag.IntVar(&o.scopedLog, "scoped-log", 2_000_000, "events the scoped views' log holds at least (appended in SQL when the store is smaller)")
 	only := flag.String("only", "", "comma-separated sections to run after the load, for development: "+
-		"single, views, seed, grow, read, consume, poll, push, dcb (default: all; with -only, skip -out and -readme)")
+		"single, views, seed, grow, read, consume, poll, push, hooks, scoped, dcb (default: all; with -only, skip -out and -readme)")
 	flag.Parse()
 	if *only != "" {
 		o.only = strings.Split(*only, ",")
@@ -188,6 +190,20 @@ func run(ctx context.Context, o options) error {
 		}
 		log.Printf("push: %.0f deliveries/s; latency p50 %s p99 %s; appends while pushing %.0f/s",
 			r.push.deliveries, r.push.latency.p50, r.push.latency.p99, r.push.appendsWhile)
+	}
+
+	if o.want("hooks") {
+		log.Printf("hooks: pushes/s of a scoped view where 10%% of events match, of an unscoped one, and without attempt recording")
+		if r.hooks, err = hookBench(ctx, c, o.dispatcher, fstoreDB); err != nil {
+			return err
+		}
+	}
+
+	if o.want("scoped") {
+		log.Printf("scoped views: drain a 1%% decider from the log's beginning, empty polls, appends with 10 scoped views")
+		if r.scoped, err = scopedBench(ctx, c, fstoreDB, o); err != nil {
+			return err
+		}
 	}
 
 	if o.want("dcb") {

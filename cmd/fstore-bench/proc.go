@@ -33,18 +33,20 @@ func startAPI(ctx context.Context, bin, dbURL string) (*apiProcess, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Views push to a receiver on loopback, which registration refuses otherwise.
 	return startProcess(ctx, bin, "/readyz", addr, "DATABASE_URL="+dbURL, "FSTORE_ADDR="+addr, "FSTORE_LOG_LEVEL=warn",
-		"FSTORE_PPROF_ADDR="+os.Getenv("FSTORE_BENCH_PPROF"))
+		"FSTORE_PPROF_ADDR="+os.Getenv("FSTORE_BENCH_PPROF"), "FSTORE_ALLOW_PRIVATE_URLS=true")
 }
 
-// startDispatcher starts the dispatcher binary, allowed to push to loopback.
-func startDispatcher(ctx context.Context, bin, dbURL string) (*apiProcess, error) {
+// startDispatcher starts the dispatcher binary, allowed to push to
+// loopback, with extra settings in env.
+func startDispatcher(ctx context.Context, bin, dbURL string, env ...string) (*apiProcess, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	return startProcess(ctx, bin, "/healthz", addr, "DATABASE_URL="+dbURL, "FSTORE_METRICS_ADDR="+addr,
-		"FSTORE_ALLOW_PRIVATE_URLS=true", "FSTORE_LOG_LEVEL=warn")
+	return startProcess(ctx, bin, "/healthz", addr, append([]string{"DATABASE_URL=" + dbURL, "FSTORE_METRICS_ADDR=" + addr,
+		"FSTORE_ALLOW_PRIVATE_URLS=true", "FSTORE_LOG_LEVEL=warn"}, env...)...)
 }
 
 // startProcess starts bin with env and waits until GET addr+ready answers 200.

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+type hookFigures struct {
+	scoped, unscoped float64 // pushes/s: 10% of the backlog's events match; all of them do
+	recordingOff     float64 // pushes/s, unscoped, with FSTORE_ATTEMPT_RETENTION=0
+}
+
+// The matching backlog of every push run.
+const hookBacklog = 10_000
+
+// hookBench measures pushes/s from a backlog of 10,000 matching events:
+// a view scoped to a decider holding 10% of 100,000 events appended
+// together, an unscoped view over 10,000 events, and the unscoped run again
+// by a dispatcher that records no attempts.
+func hookBench(ctx context.Context, c *client, dispatcherBin, dbURL string) (hookFigures, error) {
+	var f hookFigures
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return f, err
+	}
+	defer conn.Close(ctx)
+	for _, d := range []string{"hook_hit", "hook_miss", "hook_all"} {
+		if err := c.register(d, "created"); err != nil {
+			return f, err
+		}
+	}
+	on, err := startDispatcher(ctx, dispatcherBin, dbURL)
+	if err != nil {
+		return f, err
+	}
+	if f.unscoped, err = pushRun(ctx, c, conn, "hook_on", ``, hookBacklog, "hook_all", "on"); err != nil {
+		return f, err
+	}
+	if f.scoped, err = pushRun(ctx, c, conn, "hook_scoped", `,"deciders":["hook_hit"]`, 10*hookBacklog, "hook_hit", "sc"); err != nil {
+		return f, err
+	}
+	on.stop()
+	off, err := startDispatcher(ctx, dispatcherBin, dbURL, "FSTORE_ATTEMPT_RETENTION=0")
+	if err != nil {
+		return f, err
+	}
+	defer off.stop()
+	if f.recordingOff, err = pushRun(ctx, c, conn, "hook_off", ``, hookBacklog, "hook_all", "off"); err != nil {
+		return f, err
+	}
+	log.Printf("hooks: scoped %.0f/s, unscoped %.0f/s, unscoped without attempts %.0f/s", f.scoped, f.unscoped, f.recordingOff)
+	return f, nil
+}
+
+// pushRun appends total events in SQL (hookBacklog of decider hit, the rest
+// hook_miss), registers a view starting just before them and returns
+// pushes/s until the receiver has every matching event.
+func pushRun(ctx context.Context, c *client, conn *pgx.Conn, view, scope string, total int, hit, tag string) (float64, error) {
+	rcv, err := newPushReceiver()
+	if err != nil {
+		return 0, err
+	}
+	defer rcv.close()
+	since := time.Now().Add(-time.Second).UTC().Format(time.RFC3339Nano)
+	if err := loadMixed(ctx, conn, total, hookBacklog, hit, "hook_miss", tag); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	body := fmt.Appendf(nil, `{"start_at":%q,"edge_function_url":%q%s}`, since, rcv.url, scope)
+	if _, err := c.do("PUT", "/v1/views/"+view, body, http.StatusCreated); err != nil {
+		return 0, err
+	}
+	for rcv.delivered() < hookBacklog {
+		if time.Since(start) > 5*time.Minute {
+			return 0, fmt.Errorf("%s: pushed %d of %d events in 5 minutes", view, rcv.delivered(), hookBacklog)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	rate := float64(hookBacklog) / time.Since(start).Seconds()
+	if rcv.delivered() > hookBacklog {
+		return 0, fmt.Errorf("%s: %d events pushed, only %d match", view, rcv.delivered(), hookBacklog)
+	}
+	_, err = c.do("DELETE", "/v1/views/"+view, nil, http.StatusNoContent)
+	return rate, err
+}
