@@ -34,27 +34,33 @@ func hookBench(ctx context.Context, c *client, dispatcherBin, dbURL string) (hoo
 			return f, err
 		}
 	}
-	on, err := startDispatcher(ctx, dispatcherBin, dbURL)
-	if err != nil {
+	if err := withDispatcher(ctx, dispatcherBin, dbURL, nil, func() error {
+		if f.unscoped, err = pushRun(ctx, c, conn, "hook_on", ``, hookBacklog, "hook_all", "on"); err != nil {
+			return err
+		}
+		f.scoped, err = pushRun(ctx, c, conn, "hook_scoped", `,"deciders":["hook_hit"]`, 10*hookBacklog, "hook_hit", "sc")
+		return err
+	}); err != nil {
 		return f, err
 	}
-	if f.unscoped, err = pushRun(ctx, c, conn, "hook_on", ``, hookBacklog, "hook_all", "on"); err != nil {
-		return f, err
-	}
-	if f.scoped, err = pushRun(ctx, c, conn, "hook_scoped", `,"deciders":["hook_hit"]`, 10*hookBacklog, "hook_hit", "sc"); err != nil {
-		return f, err
-	}
-	on.stop()
-	off, err := startDispatcher(ctx, dispatcherBin, dbURL, "FSTORE_ATTEMPT_RETENTION=0")
-	if err != nil {
-		return f, err
-	}
-	defer off.stop()
-	if f.recordingOff, err = pushRun(ctx, c, conn, "hook_off", ``, hookBacklog, "hook_all", "off"); err != nil {
+	if err := withDispatcher(ctx, dispatcherBin, dbURL, []string{"FSTORE_ATTEMPT_RETENTION=0"}, func() error {
+		f.recordingOff, err = pushRun(ctx, c, conn, "hook_off", ``, hookBacklog, "hook_all", "off")
+		return err
+	}); err != nil {
 		return f, err
 	}
 	log.Printf("hooks: scoped %.0f/s, unscoped %.0f/s, unscoped without attempts %.0f/s", f.scoped, f.unscoped, f.recordingOff)
 	return f, nil
+}
+
+// withDispatcher runs f while a dispatcher with env runs, and stops it.
+func withDispatcher(ctx context.Context, bin, dbURL string, env []string, f func() error) error {
+	d, err := startDispatcher(ctx, bin, dbURL, env...)
+	if err != nil {
+		return err
+	}
+	defer d.stop()
+	return f()
 }
 
 // pushRun appends total events in SQL (hookBacklog of decider hit, the rest
