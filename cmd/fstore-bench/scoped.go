@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log"
 	"math"
@@ -18,6 +19,13 @@ type scopedFigures struct {
 	poll                   latency       // empty poll of a scoped view, 100 scoped views registered
 	pollPartitions         int64
 	appendsNone, appends10 float64 // single appends/s with no view, with 10 scoped views
+	passScoped, passAll    pass    // one discovery pass from the log's beginning
+}
+
+// pass is what one discovery pass read, and how long it took.
+type pass struct {
+	buffers int
+	took    time.Duration
 }
 
 // Consumer settings of both drains: those of the consume figures.
@@ -55,6 +63,11 @@ func scopedBench(ctx context.Context, c *client, dbURL string, o options) (scope
 		return f, err
 	}
 
+	if f.passScoped, f.passAll, err = discoveryPasses(ctx, c, conn); err != nil {
+		return f, err
+	}
+	log.Printf("scoped: one discovery pass from the start: narrow %d buffers %s, unscoped %d buffers %s",
+		f.passScoped.buffers, f.passScoped.took, f.passAll.buffers, f.passAll.took)
 	if f.drainScoped, err = drain(c, "drain_narrow", `,"deciders":["narrow"]`, int(f.narrow)); err != nil {
 		return f, err
 	}
@@ -186,4 +199,46 @@ func scopedPolls(ctx context.Context, c *client, conn *pgx.Conn, n int) (latency
 		return latency{}, 0, err
 	}
 	return latency{p50: times[len(times)/2], p99: times[len(times)*99/100]}, partitions, nil
+}
+
+// discoveryPasses runs the first discovery pass of a view over the narrow
+// decider and of an unscoped one, both from the log's beginning, under
+// EXPLAIN (ANALYZE, BUFFERS) and rolled back.
+func discoveryPasses(ctx context.Context, c *client, conn *pgx.Conn) (pass, pass, error) {
+	var out [2]pass
+	for i, scope := range []string{`,"deciders":["narrow"]`, ``} {
+		// The view's registration runs a pass: a fresh view is measured in SQL instead.
+		name := fmt.Sprintf("pass_%d", i)
+		if _, err := c.do("PUT", "/v1/views/"+name, []byte(`{"start_at":"2000-01-01T00:00:00Z"`+scope+`}`), http.StatusCreated); err != nil {
+			return pass{}, pass{}, err
+		}
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			return pass{}, pass{}, err
+		}
+		var plan []byte
+		_, err = tx.Exec(ctx, `UPDATE views SET scanned_offset = start_offset WHERE view = $1`, name)
+		if err == nil {
+			err = tx.QueryRow(ctx, `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT fstore_discover($1)`, name).Scan(&plan)
+		}
+		_ = tx.Rollback(ctx)
+		if err != nil {
+			return pass{}, pass{}, err
+		}
+		var parsed []struct {
+			Plan struct {
+				Hit  int `json:"Shared Hit Blocks"`
+				Read int `json:"Shared Read Blocks"`
+			} `json:"Plan"`
+			Time float64 `json:"Execution Time"`
+		}
+		if err := json.Unmarshal(plan, &parsed); err != nil || len(parsed) == 0 {
+			return pass{}, pass{}, fmt.Errorf("discovery plan: %w (%.200s)", err, plan)
+		}
+		out[i] = pass{parsed[0].Plan.Hit + parsed[0].Plan.Read, time.Duration(parsed[0].Time * float64(time.Millisecond))}
+		if _, err := c.do("DELETE", "/v1/views/"+name, nil, http.StatusNoContent); err != nil {
+			return pass{}, pass{}, err
+		}
+	}
+	return out[0], out[1], nil
 }

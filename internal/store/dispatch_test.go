@@ -152,3 +152,22 @@ func TestPushViewsRotationAndDisabling(t *testing.T) {
 	assert.Len(t, views, 1, "registering again enables it")
 	assert.ErrorIs(t, s.DisableDispatch(ctx, "nope", "x"), store.ErrNotFound)
 }
+
+// A URL stored with credentials (before registration refused them, or by
+// SQL) is never shown with them; the dispatcher still gets it whole.
+func TestStoredCredentialsAreNotShown(t *testing.T) {
+	t.Parallel()
+	s := storetest.NewStore(t)
+	url := "https://alice:s3cr3t@hooks.example/x"
+	_, _, err := s.RegisterView(ctx, store.ViewRegistration{View: "hooks", LockTimeoutS: 60, EdgeFunctionURL: &url})
+	require.NoError(t, err)
+	v, err := s.GetView(ctx, "hooks")
+	require.NoError(t, err)
+	assert.Equal(t, "https://hooks.example/x", *v.EdgeFunctionURL)
+	views, err := s.ListViews(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "https://hooks.example/x", *views[0].EdgeFunctionURL)
+	push, err := s.PushViews(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, url, push[0].URL)
+}

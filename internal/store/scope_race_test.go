@@ -138,7 +138,8 @@ func TestScopeChangesUnderLoad(t *testing.T) {
 	scoped(t, s, "by-decider", start, []string{"invoice", "order"}, nil)
 	scoped(t, s, "by-type", start, nil, []string{"created", "paid"})
 	deadline := time.Now().Add(90 * time.Second)
-	for !(seen["by-decider"].covers(all) && seen["by-type"].covers(created)) && time.Now().Before(deadline) && len(errs) == 0 {
+	done := func() bool { return seen["by-decider"].covers(all) && seen["by-type"].covers(created) }
+	for !done() && time.Now().Before(deadline) && len(errs) == 0 {
 		time.Sleep(50 * time.Millisecond) // polling for a condition, with a deadline
 	}
 	stop.Store(true)
