@@ -72,7 +72,9 @@ func pushRun(ctx context.Context, c *client, conn *pgx.Conn, view, scope string,
 		return 0, err
 	}
 	defer rcv.close()
-	since := time.Now().Add(-time.Second).UTC().Format(time.RFC3339Nano)
+	// Taken before the load's transaction starts: its events are created
+	// after it, and nothing appended before is pushed.
+	since := time.Now().UTC().Format(time.RFC3339Nano)
 	if err := loadMixed(ctx, conn, total, hookBacklog, hit, "hook_miss", tag); err != nil {
 		return 0, err
 	}
