@@ -213,13 +213,19 @@ type Attempt struct {
 // MaxAttemptResponse is how much of an answer's body an attempt keeps.
 const MaxAttemptResponse = 1024
 
+// MaxAttempts is how many of a partition's attempts are kept.
+const MaxAttempts = 100
+
 // Attempts returns the partition's most recent attempts, newest first, at
-// most limit (the store keeps the last 100). ErrNotFound when the view has
-// no such partition.
+// most limit and at most MaxAttempts (the store keeps the last 100).
+// ErrNotFound when the view has no such partition.
 func (s *Store) Attempts(ctx context.Context, view, decider, deciderID string, limit int) ([]Attempt, error) {
-	rows, err := s.pool.Query(ctx, `SELECT a.at, a.kind, a.event_id, a."offset", a.duration_ms, a.status, a.error, a.response
-		FROM view_attempts a WHERE a.view = $1 AND a.decider = $2 AND a.decider_id = $3
-		ORDER BY a.seq DESC LIMIT $4`, view, decider, deciderID, limit)
+	rows, err := s.pool.Query(ctx, `SELECT (x ->> 'at')::timestamptz, COALESCE(x ->> 'kind', 'push'),
+		       (x ->> 'event_id')::uuid, (x ->> 'offset')::bigint, COALESCE((x ->> 'duration_ms')::float8, 0),
+		       (x ->> 'status')::int, x ->> 'error', x ->> 'response'
+		FROM view_attempts a CROSS JOIN LATERAL jsonb_array_elements(a.attempts) WITH ORDINALITY AS e(x, ord)
+		WHERE a.view = $1 AND a.decider = $2 AND a.decider_id = $3
+		ORDER BY a.seq DESC, e.ord DESC LIMIT $4`, view, decider, deciderID, min(limit, MaxAttempts))
 	if err != nil {
 		return nil, interpretError(err)
 	}
@@ -239,9 +245,10 @@ func (s *Store) Attempts(ctx context.Context, view, decider, deciderID string, l
 	return out, nil
 }
 
-// PruneAttempts deletes up to limit attempts recorded before `before`,
-// oldest first, through the index on their time (no scan of the table),
-// and returns how many it deleted.
+// PruneAttempts deletes attempts recorded before `before`, oldest first,
+// through the index on their time (no scan of the table): up to limit
+// settlements' worth (a lease's pushes are stored together, up to 10). It
+// returns how many settlements it deleted.
 func (s *Store) PruneAttempts(ctx context.Context, before time.Time, limit int) (int64, error) {
 	tag, err := s.pool.Exec(ctx, `DELETE FROM view_attempts WHERE ctid = ANY (ARRAY(
 		SELECT ctid FROM view_attempts WHERE at < $1 ORDER BY at LIMIT $2))`, before, limit)
