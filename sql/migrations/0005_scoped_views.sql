@@ -313,8 +313,9 @@ BEGIN
 END;
 $$;
 
--- API: lease work, as in 0002, handing out only events that match the
--- view's lists, and each row with its partition's failed attempts so far
+-- API: lease work, as in 0002 and 0004 (every event column, metadata and
+-- tags included), handing out only events that match the view's lists, and
+-- each row with its partition's failed attempts so far
 -- (a consumer may back off or give up on a poison event). A picked
 -- partition with nothing to hand out goes to the back of the round-robin,
 -- so that it can never hold the front.
@@ -336,6 +337,8 @@ CREATE FUNCTION stream_events(v_view TEXT, v_limit INT DEFAULT 1, v_lock_timeout
                 final         BOOLEAN,
                 created_at    TIMESTAMPTZ,
                 "offset"      BIGINT,
+                metadata      JSONB,
+                tags          TEXT[],
                 attempts      INT
             )
     LANGUAGE plpgsql AS
@@ -393,7 +396,8 @@ BEGIN
                    AND p.decider = x.decider
                    AND p.decider_id = x.decider_id)
         SELECT l.lease_id, evs.event, evs.event_id, evs.event_version, evs.decider, evs.decider_id, evs.data,
-               evs.command_id, evs.previous_id, evs.final, evs.created_at, evs."offset", evs.attempts
+               evs.command_id, evs.previous_id, evs.final, evs.created_at, evs."offset", evs.metadata, evs.tags,
+               evs.attempts
         FROM evs
                  JOIN leased l ON l.decider = evs.decider AND l.decider_id = evs.decider_id
         ORDER BY evs."offset";
