@@ -19,3 +19,7 @@ func Closing(s *Store) bool {
 	defer s.appends.mu.RUnlock()
 	return s.appends.closed
 }
+
+// Queries counts the statements s has sent: each takes a connection from
+// the pool once.
+func Queries(s *Store) int64 { return s.pool.Stat().AcquireCount() }

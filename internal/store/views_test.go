@@ -322,3 +322,28 @@ func TestReplayCatchesUpInWindows(t *testing.T) {
 	assert.Equal(t, int64(60000), second.Status.Partitions, "the next poll scans the rest")
 	assert.Equal(t, int64(60000), second.Status.EventsPending)
 }
+
+// Listing views (GET /v1/views, a metrics scrape) costs the same number of
+// statements with 20 views as with one: statuses are read for all at once.
+func TestListingViewsCostsConstantQueries(t *testing.T) {
+	t.Parallel()
+	s := storetest.NewStore(t)
+	register(t, s, "order", "created")
+	appendOne(t, s, ev("order", "o", nil))
+	count := func() int64 {
+		before := store.Queries(s)
+		views, err := s.ListViews(ctx)
+		require.NoError(t, err)
+		require.NotEmpty(t, views)
+		return store.Queries(s) - before
+	}
+	registerView(t, s, "v0", past(), 60)
+	one := count()
+	for i := 1; i < 20; i++ {
+		registerView(t, s, fmt.Sprint("v", i), past(), 60)
+	}
+	twenty := count()
+	t.Logf("statements to list views: 1 view %d, 20 views %d", one, twenty)
+	assert.Equal(t, one, twenty)
+	assert.LessOrEqual(t, one, int64(3))
+}
