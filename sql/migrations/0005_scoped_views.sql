@@ -344,8 +344,12 @@ CREATE FUNCTION stream_events(v_view TEXT, v_limit INT DEFAULT 1, v_lock_timeout
     LANGUAGE plpgsql AS
 $$
 DECLARE
-    w views;
+    w       views;
     timeout BIGINT;
+    ds      TEXT[];
+    ids     TEXT[];
+    ackeds  BIGINT[];
+    atts    INT[];
 BEGIN
     SELECT * INTO w FROM views WHERE views.view = v_view;
     IF NOT FOUND THEN
@@ -353,17 +357,28 @@ BEGIN
     END IF;
     timeout := COALESCE(v_lock_timeout_s, w.lock_timeout_s);
     PERFORM fstore_discover(v_view);
+    -- First pick and lock, then lease, in two statements: an empty poll ends
+    -- after the first, which reads only the partial index of partitions with
+    -- work; and the second joins the few picked keys, so its plan looks them
+    -- up by key (as one statement, the planner hashed the view's partitions
+    -- to update none of them, reading the table until a row of the view).
+    SELECT array_agg(p.decider), array_agg(p.decider_id), array_agg(p.acked_offset), array_agg(p.attempts)
+    INTO ds, ids, ackeds, atts
+    FROM (SELECT p.decider, p.decider_id, p.acked_offset, p.attempts
+          FROM view_partitions p
+          WHERE p.view = v_view
+            AND p.head_offset > p.acked_offset
+            AND NOT p.parked
+            AND (p.leased_until IS NULL OR p.leased_until < now())
+            AND (p.retry_at IS NULL OR p.retry_at <= now())
+            AND (w.deciders IS NULL OR p.decider = ANY (w.deciders))
+          ORDER BY p.last_leased_at NULLS FIRST
+          LIMIT v_limit FOR UPDATE SKIP LOCKED) p;
+    IF ds IS NULL THEN
+        RETURN;
+    END IF;
     RETURN QUERY
-        WITH picked AS (SELECT p.decider, p.decider_id, p.acked_offset, p.attempts
-                        FROM view_partitions p
-                        WHERE p.view = v_view
-                          AND p.head_offset > p.acked_offset
-                          AND NOT p.parked
-                          AND (p.leased_until IS NULL OR p.leased_until < now())
-                          AND (p.retry_at IS NULL OR p.retry_at <= now())
-                          AND (w.deciders IS NULL OR p.decider = ANY (w.deciders))
-                        ORDER BY p.last_leased_at NULLS FIRST
-                        LIMIT v_limit FOR UPDATE SKIP LOCKED),
+        WITH picked AS (SELECT * FROM unnest(ds, ids, ackeds, atts) AS pk(decider, decider_id, acked_offset, attempts)),
              evs AS (SELECT e.*, pk.attempts
                      FROM picked pk
                               CROSS JOIN LATERAL (SELECT *
