@@ -198,7 +198,10 @@ const method = `
   scoped to the noise decider, its every partition caught up, with 99 other
   scoped views registered. Push runs: 10,000 matching events each, appended
   in SQL just before the view is registered; the scoped one among 90,000
-  events of another decider, appended together (one in ten matches).
+  events of another decider, appended together (one in ten matches). Each
+  push figure is the better of two runs (scoped and unscoped alternating;
+  then two without attempt recording, by a dispatcher with
+  FSTORE_ATTEMPT_RETENTION=0).
 
 Why the figures are what they are: [performance.md](performance.md).
 `
