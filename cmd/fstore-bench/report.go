@@ -196,7 +196,9 @@ const method = `
   drains start at the log's beginning and use the same consumers; each ends
   when every matching event is acked. The empty poll is that of a view
   scoped to the noise decider, its every partition caught up, with 99 other
-  scoped views registered. Push runs: 10,000 matching events each, appended
+  scoped views registered. Appends beside 10 scoped views (scoped to the
+  appended decider) alternate with appends beside none, twice; the better
+  run of each counts. Push runs: 10,000 matching events each, appended
   in SQL just before the view is registered; the scoped one among 90,000
   events of another decider, appended together (one in ten matches). Each
   push figure is the better of two runs (scoped and unscoped alternating;
