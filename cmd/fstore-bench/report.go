@@ -201,9 +201,9 @@ const method = `
   run of each counts. Push runs: 10,000 matching events each, appended
   in SQL just before the view is registered; the scoped one among 90,000
   events of another decider, appended together (one in ten matches). Each
-  push figure is the better of two runs (scoped and unscoped alternating;
-  then two without attempt recording, by a dispatcher with
-  FSTORE_ATTEMPT_RETENTION=0).
+  push figure is the better of two runs, alternating: a dispatcher pushes an
+  unscoped then a scoped backlog, then another, with
+  FSTORE_ATTEMPT_RETENTION=0 (no attempts recorded), an unscoped one.
 
 Why the figures are what they are: [performance.md](performance.md).
 `
