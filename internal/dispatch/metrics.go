@@ -49,16 +49,19 @@ type viewCollector struct {
 	pending *prometheus.Desc
 	parked  *prometheus.Desc
 	behind  *prometheus.Desc
+	failing *prometheus.Desc
 }
 
 // RegisterViewMetrics reports, at each scrape, every view's events pending
-// (lag), partitions behind and partitions parked, read from the database.
+// (lag), partitions behind, failing and parked, read from the database in
+// three queries whatever the number of views.
 func RegisterViewMetrics(reg prometheus.Registerer, views ViewLister) {
 	reg.MustRegister(&viewCollector{
 		views:   views,
 		pending: prometheus.NewDesc("fstore_view_events_pending", "Events not yet acked (lag).", []string{"view"}, nil),
 		parked:  prometheus.NewDesc("fstore_view_partitions_parked", "Partitions parked after repeated push failures.", []string{"view"}, nil),
 		behind:  prometheus.NewDesc("fstore_view_partitions_behind", "Partitions with events not yet acked.", []string{"view"}, nil),
+		failing: prometheus.NewDesc("fstore_view_partitions_failing", "Partitions whose next event failed and has not been delivered since (parked ones included).", []string{"view"}, nil),
 	})
 }
 
@@ -66,6 +69,7 @@ func (c *viewCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.pending
 	ch <- c.parked
 	ch <- c.behind
+	ch <- c.failing
 }
 
 func (c *viewCollector) Collect(ch chan<- prometheus.Metric) {
@@ -80,5 +84,6 @@ func (c *viewCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(v.Status.EventsPending), v.View)
 		ch <- prometheus.MustNewConstMetric(c.parked, prometheus.GaugeValue, float64(v.Status.PartitionsParked), v.View)
 		ch <- prometheus.MustNewConstMetric(c.behind, prometheus.GaugeValue, float64(v.Status.PartitionsBehind), v.View)
+		ch <- prometheus.MustNewConstMetric(c.failing, prometheus.GaugeValue, float64(v.Status.PartitionsFailing), v.View)
 	}
 }
