@@ -343,10 +343,15 @@ func TestReceiverDownThenBack(t *testing.T) {
 	cfg.MaxAttempts = 1000 // not parked: it is only down for a while
 	run(t, st, cfg)
 	waitFor(t, 30*time.Second, "the healthy view drained while the other is down", func() bool { return healthy.acceptedCount() == 20 })
-	v, err := st.GetView(ctx, "down")
-	require.NoError(t, err)
+	// Its failures are recorded as the dispatcher settles them: wait for one.
+	var v store.View
+	waitFor(t, 30*time.Second, "the down view's failure recorded", func() bool {
+		v, err = st.GetView(ctx, "down")
+		require.NoError(t, err)
+		return v.Status.LastError != nil
+	})
 	assert.Equal(t, int64(20), v.Status.EventsPending, "nothing of the down view was acked")
-	require.NotNil(t, v.Status.LastError)
+	assert.Equal(t, "connection refused", v.Status.LastError.Error)
 
 	// The receiver comes back on the same address.
 	back := &receiver{t: t, accepted: map[string][]int64{}, attempts: map[string][]time.Time{}, inFlight: map[string]int{},
