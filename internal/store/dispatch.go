@@ -89,19 +89,7 @@ type Settlement struct {
 // long. A delivery clears the partition's last_error. Errors: ErrNotFound,
 // ErrLeaseLost, ErrNotHandedOut.
 func (s *Store) SettlePush(ctx context.Context, view, decider, deciderID string, leaseID uuid.UUID, st Settlement) (Partition, error) {
-	attempts := make([]Attempt, len(st.Attempts))
-	for i, a := range st.Attempts {
-		if a.Response != nil {
-			r := cleanText(*a.Response, MaxAttemptResponse)
-			a.Response = &r
-		}
-		if a.Error != nil {
-			e := cleanText(*a.Error, 4096)
-			a.Error = &e
-		}
-		attempts[i] = a
-	}
-	js, err := json.Marshal(attempts)
+	js, err := json.Marshal(storedAttempts(st.Attempts))
 	if err != nil {
 		return Partition{}, err
 	}
@@ -122,6 +110,39 @@ func (s *Store) SettlePush(ctx context.Context, view, decider, deciderID string,
 		return p, s.partitionError(ctx, err, partitionRef{view, decider, deciderID}, leaseID, st.AckedOffset)
 	}
 	return p, nil
+}
+
+// storedAttempt is an Attempt as view_attempts keeps it: what is absent is
+// left out (a push, no error, an empty body), so that a lease's ten
+// attempts stay small enough to be stored in line, uncompressed.
+type storedAttempt struct {
+	At         time.Time  `json:"at"`
+	Kind       string     `json:"kind,omitempty"` // omitted: push
+	EventID    *uuid.UUID `json:"event_id,omitempty"`
+	Offset     *int64     `json:"offset,omitempty"`
+	DurationMs float64    `json:"duration_ms,omitempty"`
+	Status     *int       `json:"status,omitempty"`
+	Error      *string    `json:"error,omitempty"`
+	Response   *string    `json:"response,omitempty"` // omitted with a status: an empty body
+}
+
+func storedAttempts(as []Attempt) []storedAttempt {
+	out := make([]storedAttempt, len(as))
+	for i, a := range as {
+		out[i] = storedAttempt{At: a.At, EventID: a.EventID, Offset: a.Offset, DurationMs: a.DurationMs, Status: a.Status}
+		if a.Kind != "push" {
+			out[i].Kind = a.Kind
+		}
+		if a.Error != nil {
+			e := cleanText(*a.Error, 4096)
+			out[i].Error = &e
+		}
+		if a.Response != nil && *a.Response != "" {
+			r := cleanText(*a.Response, MaxAttemptResponse)
+			out[i].Response = &r
+		}
+	}
+	return out
 }
 
 // cleanText makes s storable as text: valid UTF-8, no NUL, at most max

@@ -222,7 +222,7 @@ const MaxAttempts = 100
 func (s *Store) Attempts(ctx context.Context, view, decider, deciderID string, limit int) ([]Attempt, error) {
 	rows, err := s.pool.Query(ctx, `SELECT (x ->> 'at')::timestamptz, COALESCE(x ->> 'kind', 'push'),
 		       (x ->> 'event_id')::uuid, (x ->> 'offset')::bigint, COALESCE((x ->> 'duration_ms')::float8, 0),
-		       (x ->> 'status')::int, x ->> 'error', x ->> 'response'
+		       (x ->> 'status')::int, x ->> 'error', CASE WHEN x ? 'status' THEN COALESCE(x ->> 'response', '') END
 		FROM view_attempts a CROSS JOIN LATERAL jsonb_array_elements(a.attempts) WITH ORDINALITY AS e(x, ord)
 		WHERE a.view = $1 AND a.decider = $2 AND a.decider_id = $3
 		ORDER BY a.seq DESC, e.ord DESC LIMIT $4`, view, decider, deciderID, min(limit, MaxAttempts))

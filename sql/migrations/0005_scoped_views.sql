@@ -67,10 +67,12 @@ CREATE TABLE view_attempts
     -- The time of the row's last attempt: pruned by age on it.
     at         TIMESTAMPTZ NOT NULL,
     -- [{at, kind, event_id, offset, duration_ms, status, error, response}]:
-    -- kind push (the dispatcher's POST), nack (a consumer gave the lease
-    -- back saying why) or skip (an operator settled the event without
-    -- delivery); status NULL when there was no answer; response the first
-    -- 1 KiB of the answer's body.
+    -- kind push (the dispatcher's POST; the default when absent), nack (a
+    -- consumer gave the lease back saying why) or skip (an operator settled
+    -- the event without delivery); status absent when there was no answer;
+    -- response the first 1 KiB of the answer's body (absent: empty). Absent
+    -- keys keep a lease's ten attempts small enough to stay in line,
+    -- uncompressed.
     attempts   JSONB       NOT NULL CHECK (jsonb_typeof(attempts) = 'array'),
     CONSTRAINT view_attempts_pkey PRIMARY KEY (view, decider, decider_id, seq),
     CONSTRAINT view_attempts_partition_fkey FOREIGN KEY (view, decider, decider_id)
