@@ -203,7 +203,9 @@ const method = `
   events of another decider, appended together (one in ten matches). Each
   push figure is the better of two runs, alternating: a dispatcher pushes an
   unscoped then a scoped backlog, then another, with
-  FSTORE_ATTEMPT_RETENTION=0 (no attempts recorded), an unscoped one.
+  FSTORE_ATTEMPT_RETENTION=0 (no attempts recorded), an unscoped one. A
+  push rate runs from the first push received to the last (a dispatcher
+  notices a new view at its next poll, up to a second after it is registered).
 
 Why the figures are what they are: [performance.md](performance.md).
 `

@@ -113,8 +113,9 @@ func (s *Store) SettlePush(ctx context.Context, view, decider, deciderID string,
 }
 
 // storedAttempt is an Attempt as view_attempts keeps it: what is absent is
-// left out (a push, no error, an empty body), so that a lease's ten
-// attempts stay small enough to be stored in line, uncompressed.
+// left out (a push, no error, an empty body), and the event_id of an event
+// named by its offset, so that a lease's ten attempts stay small (about
+// 80 bytes each): recording costs pushes little.
 type storedAttempt struct {
 	At         time.Time  `json:"at"`
 	Kind       string     `json:"kind,omitempty"` // omitted: push
@@ -129,7 +130,11 @@ type storedAttempt struct {
 func storedAttempts(as []Attempt) []storedAttempt {
 	out := make([]storedAttempt, len(as))
 	for i, a := range as {
-		out[i] = storedAttempt{At: a.At, EventID: a.EventID, Offset: a.Offset, DurationMs: a.DurationMs, Status: a.Status}
+		// The offset names the event: its event_id is read back from the log.
+		out[i] = storedAttempt{At: a.At, Offset: a.Offset, DurationMs: a.DurationMs, Status: a.Status}
+		if a.Offset == nil {
+			out[i].EventID = a.EventID
+		}
 		if a.Kind != "push" {
 			out[i].Kind = a.Kind
 		}

@@ -220,12 +220,18 @@ const MaxAttempts = 100
 // most limit and at most MaxAttempts (the store keeps the last 100).
 // ErrNotFound when the view has no such partition.
 func (s *Store) Attempts(ctx context.Context, view, decider, deciderID string, limit int) ([]Attempt, error) {
-	rows, err := s.pool.Query(ctx, `SELECT (x ->> 'at')::timestamptz, COALESCE(x ->> 'kind', 'push'),
-		       (x ->> 'event_id')::uuid, (x ->> 'offset')::bigint, COALESCE((x ->> 'duration_ms')::float8, 0),
-		       (x ->> 'status')::int, x ->> 'error', CASE WHEN x ? 'status' THEN COALESCE(x ->> 'response', '') END
-		FROM view_attempts a CROSS JOIN LATERAL jsonb_array_elements(a.attempts) WITH ORDINALITY AS e(x, ord)
-		WHERE a.view = $1 AND a.decider = $2 AND a.decider_id = $3
-		ORDER BY a.seq DESC, e.ord DESC LIMIT $4`, view, decider, deciderID, min(limit, MaxAttempts))
+	rows, err := s.pool.Query(ctx, `SELECT t.at, t.kind, COALESCE(t.event_id, ev.event_id), t."offset", t.duration_ms,
+		       t.status, t.error, t.response
+		FROM (SELECT (x ->> 'at')::timestamptz AS at, COALESCE(x ->> 'kind', 'push') AS kind,
+		             (x ->> 'event_id')::uuid AS event_id, (x ->> 'offset')::bigint AS "offset",
+		             COALESCE((x ->> 'duration_ms')::float8, 0) AS duration_ms, (x ->> 'status')::int AS status,
+		             x ->> 'error' AS error, CASE WHEN x ? 'status' THEN COALESCE(x ->> 'response', '') END AS response,
+		             a.seq, e.ord
+		      FROM view_attempts a CROSS JOIN LATERAL jsonb_array_elements(a.attempts) WITH ORDINALITY AS e(x, ord)
+		      WHERE a.view = $1 AND a.decider = $2 AND a.decider_id = $3
+		      ORDER BY a.seq DESC, e.ord DESC LIMIT $4) t
+		         LEFT JOIN events ev ON ev."offset" = t."offset" AND t.event_id IS NULL
+		ORDER BY t.seq DESC, t.ord DESC`, view, decider, deciderID, min(limit, MaxAttempts))
 	if err != nil {
 		return nil, interpretError(err)
 	}
