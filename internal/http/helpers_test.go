@@ -28,7 +28,12 @@ type api struct {
 
 func newAPI(t *testing.T, opts httpapi.Options) *api {
 	t.Helper()
-	st := storetest.NewStore(t)
+	return newAPIOver(t, storetest.NewStore(t), opts)
+}
+
+// newAPIOver is newAPI over a store of the test's own.
+func newAPIOver(t *testing.T, st httpapi.Store, opts httpapi.Options) *api {
+	t.Helper()
 	if opts.SchemaVersion == 0 {
 		v, err := st.SchemaVersion(t.Context())
 		require.NoError(t, err)

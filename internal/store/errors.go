@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 
@@ -159,12 +160,23 @@ func interpretError(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	var connectErr *pgconn.ConnectError
-	var netErr net.Error
-	if errors.As(err, &connectErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) {
+	if isConnectionLost(err) {
 		return &dbError{ErrUnavailable, err}
 	}
 	return fmt.Errorf("store: %w", err)
+}
+
+// isConnectionLost tells, by type, the errors of a database that cannot be
+// reached or went away: a refused or failed connect, a network error, and
+// a connection that ended mid-request (io.ErrUnexpectedEOF when the server
+// died between two bytes of an answer, io.EOF between two answers, as in a
+// failover). Whether such a request took effect is unknown: a client
+// retries it, which every fstore write allows (event_id, lease_id).
+func isConnectionLost(err error) bool {
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connectErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
 }
 
 func sentinelFor(e *pgconn.PgError) error {
@@ -210,10 +222,12 @@ func sentinelFor(e *pgconn.PgError) error {
 		// untranslatable character (\u0000 in JSON), bad encoding, bad text
 		// representation, too long, out of range, check violation.
 		return ErrInvalid
-	case "57P01", "57P02", "57P03", "53300", "40P01", "40001", "55P03", "57014":
+	case "57P01", "57P02", "57P03", "53300", "40P01", "40001", "55P03", "57014", "25006":
 		// Shutdown, too many connections, and the transient refusals a
-		// retry gets past: deadlock, serialization failure, lock timeout,
-		// statement timeout.
+		// retry gets past: deadlock, serialization failure (a standby's
+		// conflict with recovery too), lock timeout, statement timeout; a
+		// write that reached a server that is read-only now (a primary
+		// being demoted: the connection's next server takes it).
 		return ErrUnavailable
 	}
 	if len(e.Code) == 5 && e.Code[:2] == "08" { // connection exception

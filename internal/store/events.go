@@ -376,8 +376,11 @@ func (s *Store) ReadEvents(ctx context.Context, q ReadQuery) ([]Event, error) {
 func (s *Store) LastEvent(ctx context.Context, decider, deciderID string) (Event, error) {
 	e, err := scanEvent(s.pool.QueryRow(ctx, `SELECT `+eventColumns+` FROM events
 		WHERE decider = $1 AND decider_id = $2 ORDER BY "offset" DESC LIMIT 1`, decider, deciderID))
-	if err != nil {
-		return Event{}, fmt.Errorf("stream (%q, %q) has no events: %w", decider, deciderID, interpretError(err))
+	switch err = interpretError(err); {
+	case errors.Is(err, ErrNotFound):
+		return Event{}, fmt.Errorf("stream (%q, %q) has no events: %w", decider, deciderID, err)
+	case err != nil:
+		return Event{}, fmt.Errorf("last event of stream (%q, %q): %w", decider, deciderID, err)
 	}
 	return e, nil
 }

@@ -60,6 +60,18 @@ func NewStore(t testing.TB) *store.Store {
 	return s
 }
 
+// OpenStore opens a Store on dbURL (a database of the test's, perhaps
+// through a Proxy or a PgBouncer), closed when the test ends.
+func OpenStore(t testing.TB, dbURL string) *store.Store {
+	t.Helper()
+	s, err := store.Open(context.Background(), dbURL)
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
 // URL returns the database URL of a Store made by NewStore.
 func URL(t testing.TB, s *store.Store) string {
 	t.Helper()
