@@ -1,7 +1,6 @@
 package storetest
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,15 +29,9 @@ func NewCluster(t testing.TB) *Cluster {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	ln.Close()
-	c := &Cluster{t: t, dir: dir, port: port}
-	t.Cleanup(func() { _ = exec.Command(pgScript(), "stop", dir).Run(); _ = os.RemoveAll(dir) })
-	c.URL = c.pg("start", dir, port)
+	c := &Cluster{t: t, dir: dir, port: freePort(t)}
+	t.Cleanup(func() { _ = exec.Command(script("pg.sh"), "stop", dir).Run(); _ = os.RemoveAll(dir) })
+	c.URL = c.pg("start", dir, c.port)
 	return c
 }
 
@@ -50,15 +43,16 @@ func (c *Cluster) Start() { c.pg("start", c.dir, c.port) }
 
 func (c *Cluster) pg(args ...string) string {
 	c.t.Helper()
-	out, err := exec.Command(pgScript(), args...).Output()
+	out, err := exec.Command(script("pg.sh"), args...).Output()
 	if err != nil {
 		c.t.Fatalf("pg.sh %v: %v", args, err)
 	}
 	return strings.TrimSpace(string(out))
 }
 
-// pgScript is scripts/pg.sh of this module, found from this file's place.
-func pgScript() string {
+// script is the path of scripts/<name> of this module, found from this
+// file's place.
+func script(name string) string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..", "scripts", "pg.sh")
+	return filepath.Join(filepath.Dir(file), "..", "..", "..", "scripts", name)
 }

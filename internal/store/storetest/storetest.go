@@ -4,6 +4,10 @@
 // DATABASE_URL names a server where the tests may create databases (make test
 // starts a throwaway one). Each test gets a fresh database cloned from a
 // template that is migrated once per migration set, and dropped at cleanup.
+// With FSTORE_TEST_PGBOUNCER set to the host:port of a PgBouncer in front of
+// that server (scripts/pgbouncer.sh temp sets it), the stores of NewStore and
+// NewStoreOn reach their databases through it: make test runs the HTTP and
+// dispatch suites that way too.
 package storetest
 
 import (
@@ -50,12 +54,10 @@ func AdminURL(t testing.TB) string {
 func NewStore(t testing.TB) *store.Store {
 	t.Helper()
 	dbURL := NewDatabase(t)
-	ctx := context.Background()
-	s, err := store.Open(ctx, dbURL)
-	if err != nil {
-		t.Fatalf("open store: %v", err)
+	if addr := os.Getenv("FSTORE_TEST_PGBOUNCER"); addr != "" {
+		dbURL = (&PgBouncer{Addr: addr}).URL(t, dbURL)
 	}
-	t.Cleanup(s.Close)
+	s := OpenStore(t, dbURL)
 	urls.Store(s, dbURL)
 	return s
 }
