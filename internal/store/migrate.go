@@ -20,7 +20,8 @@ type Migration struct {
 }
 
 // Advisory lock (two-int form, so it never collides with the read horizon's
-// bigint keys) held while migrating: several instances may start at once.
+// bigint keys) held by each migration's transaction: several instances may
+// start at once.
 const (
 	migrateLockClass = 0x66737472 // "fstr"
 	migrateLockID    = 1
@@ -65,33 +66,26 @@ func LoadMigrations(fsys fs.FS) ([]Migration, error) {
 }
 
 // Migrate applies the migrations of fsys that the database lacks, each in its
-// own transaction, and records them in fstore_schema_migrations. It holds an
-// advisory lock meanwhile, so instances starting at once apply each exactly
-// once. It returns the versions it applied.
+// own transaction, and records them in fstore_schema_migrations. Instances
+// starting at once apply each exactly once, directly or through a
+// transaction pooler. It returns the versions it applied (another instance
+// may have applied the others).
 func (s *Store) Migrate(ctx context.Context, fsys fs.FS) ([]int, error) {
 	migrations, err := LoadMigrations(fsys)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := s.pool.Acquire(ctx)
+	err = s.underMigrationLock(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS fstore_schema_migrations (
+			version    INT PRIMARY KEY,
+			name       TEXT NOT NULL,
+			applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`)
+		return err
+	})
 	if err != nil {
-		return nil, interpretError(err)
+		return nil, fmt.Errorf("store: migrations table: %w", interpretError(err))
 	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1, $2)", migrateLockClass, migrateLockID); err != nil {
-		return nil, interpretError(err)
-	}
-	defer func() {
-		// A fresh context: the lock must be released even when ctx is done.
-		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1, $2)", migrateLockClass, migrateLockID)
-	}()
-	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS fstore_schema_migrations (
-		version    INT PRIMARY KEY,
-		name       TEXT NOT NULL,
-		applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`); err != nil {
-		return nil, interpretError(err)
-	}
-	current, err := schemaVersion(ctx, conn.Conn())
+	current, err := schemaVersion(ctx, s.pool)
 	if err != nil {
 		return nil, err
 	}
@@ -100,29 +94,56 @@ func (s *Store) Migrate(ctx context.Context, fsys fs.FS) ([]int, error) {
 		if m.Version <= current {
 			continue
 		}
-		if err := applyMigration(ctx, conn.Conn(), m); err != nil {
+		done, err := s.applyMigration(ctx, m)
+		if err != nil {
 			return applied, err
 		}
-		applied = append(applied, m.Version)
+		if done {
+			applied = append(applied, m.Version)
+		}
 	}
 	return applied, nil
 }
 
-func applyMigration(ctx context.Context, conn *pgx.Conn, m Migration) error {
-	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+// underMigrationLock runs f in a transaction that holds the migration lock.
+// The lock is transaction-scoped: through a transaction pooler (PgBouncer
+// in transaction mode) every transaction may run on another server
+// connection, so a session-level lock would be released on a connection
+// that does not hold it, and stay behind on the one that does.
+func (s *Store) underMigrationLock(ctx context.Context, f func(pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, $2)", migrateLockClass, migrateLockID); err != nil {
+			return err
+		}
+		return f(tx)
+	})
+}
+
+// applyMigration applies m unless another instance did first; it tells
+// whether this call applied it.
+func (s *Store) applyMigration(ctx context.Context, m Migration) (bool, error) {
+	applied := false
+	err := s.underMigrationLock(ctx, func(tx pgx.Tx) error {
+		// Read under the lock: in READ COMMITTED this statement sees what the
+		// lock's previous holder committed.
+		current, err := schemaVersion(ctx, tx)
+		if err != nil || current >= m.Version {
+			return err
+		}
 		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '"+migrationLockTimeout+"'"); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, m.SQL); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, "INSERT INTO fstore_schema_migrations (version, name) VALUES ($1, $2)", m.Version, m.Name)
+		_, err = tx.Exec(ctx, "INSERT INTO fstore_schema_migrations (version, name) VALUES ($1, $2)", m.Version, m.Name)
+		applied = err == nil
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("store: migration %04d_%s: %w", m.Version, m.Name, interpretError(err))
+		return false, fmt.Errorf("store: migration %04d_%s: %w", m.Version, m.Name, interpretError(err))
 	}
-	return nil
+	return applied, nil
 }
 
 type querier interface {
