@@ -21,10 +21,12 @@ run: build ## Start the API and the dispatcher (and a private PostgreSQL in .fst
 	@scripts/run.sh
 
 .PHONY: test
-test: vet ## Vet, the race-enabled tests and a short fuzz run on a throwaway PostgreSQL, the generated-files checks
+test: vet ## Vet, the race-enabled tests (the HTTP and dispatch suites also through PgBouncer) and a short fuzz run on a throwaway PostgreSQL, the generated-files checks
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
-	scripts/pg.sh temp bash -c '$(GO) test -race -count=1 $(PKGS) && FUZZTIME=3s scripts/fuzz.sh'
+	scripts/pg.sh temp bash -c '$(GO) test -race -count=1 $(PKGS) \
+	  && scripts/pgbouncer.sh temp $(GO) test -race -count=1 ./internal/http/ ./internal/dispatch/ \
+	  && FUZZTIME=3s scripts/fuzz.sh'
 	@$(MAKE) --no-print-directory sdk-check
 
 .PHONY: fuzz

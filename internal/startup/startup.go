@@ -131,6 +131,8 @@ func OpenStore(ctx context.Context, dbURL string, timeout time.Duration, logger 
 	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
 		st, err := store.Open(ctx, dbURL)
 		if err == nil {
+			// cache_describe says a connection pooler answers for PostgreSQL.
+			logger.Info().Str("query_exec_mode", st.QueryExecMode()).Msg("connected to the database")
 			return st, nil
 		}
 		if !errors.Is(err, store.ErrUnavailable) {
