@@ -5,6 +5,14 @@
 #                            in DIR on 127.0.0.1:PORT (default 54329); prints the
 #                            DATABASE_URL of its "fstore" database on stdout
 #   pg.sh stop DIR           stop that cluster (its data stays)
+#   pg.sh standby DIR PRIMARY_DIR PORT [sync]
+#                            make DIR a hot standby of the cluster running in
+#                            PRIMARY_DIR (pg_basebackup, streaming replication,
+#                            application_name = DIR's base name) and start it on
+#                            127.0.0.1:PORT; with "sync", the primary waits for
+#                            it at every commit (synchronous_standby_names).
+#                            Prints the DATABASE_URL of its "fstore" database
+#   pg.sh promote DIR        promote the standby in DIR to a primary
 #   pg.sh temp CMD [ARG...]  run CMD with DATABASE_URL set to a throwaway cluster
 #                            (unix socket only) that is removed after; fsync is
 #                            off unless FSTORE_PG_DURABLE=1 (benchmarks);
@@ -122,6 +130,52 @@ cmd_stop() {
   as_server "$BINDIR/pg_ctl" -D "$data" -m fast -w stop
 }
 
+# running_port prints the port of the server running in DIR.
+running_port() {
+  sed -n 4p "$1/data/postmaster.pid"
+}
+
+cmd_standby() {
+  local dir primary port mode name pport data
+  dir=$(mkdir -p "$1" && cd "$1" && pwd)
+  primary=$(cd "$2" && pwd) port=$3 mode=${4:-async}
+  name=$(basename "$dir" | tr -c 'a-zA-Z0-9_\n' '_')
+  data="$dir/data"
+  [ -f "$primary/data/postmaster.pid" ] || die "no server running in $primary"
+  pport=$(running_port "$primary")
+  ensure_server_user
+  prepare_dir "$dir"
+  log "making $data a standby of $primary (pg_basebackup)"
+  as_server "$BINDIR/pg_basebackup" -h "$primary" -p "$pport" -U postgres -D "$data" -X stream -c fast >/dev/null
+  # Streaming replication from the primary's socket, under a name the
+  # primary can list in synchronous_standby_names.
+  echo "primary_conninfo = 'host=$primary port=$pport user=postgres application_name=$name'" \
+    | as_server tee -a "$data/postgresql.auto.conf" >/dev/null
+  as_server touch "$data/standby.signal"
+  if ! as_server "$BINDIR/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c max_connections=200 -c hot_standby_feedback=on" \
+    start >/dev/null; then
+    tail -n 20 "$dir/postgres.log" >&2 || true
+    die "the standby did not start"
+  fi
+  local psql=("$BINDIR/psql" -h "$primary" -p "$pport" -U postgres -d postgres -Atq)
+  if [ "$mode" = sync ]; then
+    as_server "${psql[@]}" -c "ALTER SYSTEM SET synchronous_standby_names = '\"$name\"'" -c "SELECT pg_reload_conf()" >/dev/null
+  fi
+  for _ in $(seq 300); do
+    if [ "$(as_server "${psql[@]}" -c "SELECT count(*) FROM pg_stat_replication WHERE application_name = '$name' AND state = 'streaming'")" = 1 ]; then
+      echo "postgres://postgres@127.0.0.1:$port/fstore?sslmode=disable"
+      return 0
+    fi
+    sleep 0.1
+  done
+  die "the standby in $dir is not streaming from $primary"
+}
+
+cmd_promote() {
+  as_server "$BINDIR/pg_ctl" -D "$1/data" -w -t 60 promote >/dev/null
+}
+
 cmd_temp() {
   [ $# -gt 0 ] || die "usage: pg.sh temp CMD [ARG...]"
   ensure_server_user
@@ -157,6 +211,8 @@ cmd_temp() {
 case "${1:-}" in
   start) shift; [ $# -ge 1 ] || die "usage: pg.sh start DIR [PORT]"; cmd_start "$@" ;;
   stop) shift; [ $# -eq 1 ] || die "usage: pg.sh stop DIR"; cmd_stop "$1" ;;
+  standby) shift; [ $# -ge 3 ] || die "usage: pg.sh standby DIR PRIMARY_DIR PORT [sync]"; cmd_standby "$@" ;;
+  promote) shift; [ $# -eq 1 ] || die "usage: pg.sh promote DIR"; cmd_promote "$1" ;;
   temp) shift; cmd_temp "$@" ;;
-  *) die "usage: pg.sh start DIR [PORT] | stop DIR | temp CMD [ARG...]" ;;
+  *) die "usage: pg.sh start DIR [PORT] | stop DIR | standby DIR PRIMARY_DIR PORT [sync] | promote DIR | temp CMD [ARG...]" ;;
 esac

@@ -21,14 +21,7 @@ type Cluster struct {
 // NewCluster starts a private cluster on a free loopback port.
 func NewCluster(t testing.TB) *Cluster {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "fstore-fault-pg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// As root, pg.sh runs the server as an unprivileged user that must reach it.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := tempDir(t, "fstore-fault-pg")
 	c := &Cluster{t: t, dir: dir, port: freePort(t)}
 	t.Cleanup(func() { _ = exec.Command(script("pg.sh"), "stop", dir).Run(); _ = os.RemoveAll(dir) })
 	c.URL = c.pg("start", dir, c.port)
@@ -55,4 +48,18 @@ func (c *Cluster) pg(args ...string) string {
 func script(name string) string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..", "..", "scripts", name)
+}
+
+// tempDir makes a folder that the unprivileged user pg.sh runs servers as
+// (when the tests run as root) can reach.
+func tempDir(t testing.TB, pattern string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

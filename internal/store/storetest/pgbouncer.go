@@ -29,14 +29,7 @@ func NewPgBouncer(t testing.TB, serverURL string) *PgBouncer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := os.MkdirTemp("", "fstore-pgbouncer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// As root, the script runs PgBouncer as an unprivileged user that must reach it.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := tempDir(t, "fstore-pgbouncer")
 	home := dir + "/pgbouncer"
 	t.Cleanup(func() { _ = exec.Command(script("pgbouncer.sh"), "stop", home).Run(); _ = os.RemoveAll(dir) })
 	out, err := exec.Command(script("pgbouncer.sh"), "start", home, freePort(t), cfg.Host, fmt.Sprint(cfg.Port)).Output()
