@@ -80,6 +80,9 @@ const (
 	codeNotNextEvent        = "FS012"
 	codeAheadOfProgress     = "FS013"
 	codeNameNotRegistered   = "FS014"
+	// FS015 (no read horizon on a standby) is never raised by the store's
+	// own reads: replica.go chooses a horizon first.
+	codeStandbyBehind = "FS016"
 )
 
 // AppendError tells which event of an append failed and why. It wraps one of

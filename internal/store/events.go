@@ -346,21 +346,31 @@ type ReadQuery struct {
 // whole log stop below the read horizon: an event whose transaction is still
 // running may take a lower offset than one already committed, and a reader
 // that moved its cursor past it would never see it.
+//
+// A stream is read on the primary, where its decider decides; a decider or
+// the whole log may be read on the standby (WithReadReplica), a little
+// behind the primary.
 func (s *Store) ReadEvents(ctx context.Context, q ReadQuery) ([]Event, error) {
-	var rows pgx.Rows
-	var err error
-	switch {
-	case q.DeciderID != "":
-		// Within one stream offsets commit in order: each event names the
-		// previous one, which must be committed first. No horizon needed.
-		rows, err = s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
-			WHERE decider = $1 AND decider_id = $2 AND "offset" > $3 ORDER BY "offset" LIMIT $4`,
-			q.Decider, q.DeciderID, q.After, q.Limit)
-	case q.Decider != "":
-		rows, err = s.pool.Query(ctx, `SELECT `+eventColumns+` FROM read_events($1, $2, $3)`, q.After, q.Limit, q.Decider)
-	default:
-		rows, err = s.pool.Query(ctx, `SELECT `+eventColumns+` FROM read_events($1, $2)`, q.After, q.Limit)
+	if q.DeciderID == "" {
+		sql, args := `SELECT `+eventColumns+` FROM read_events($1, $2)`, []any{q.After, q.Limit}
+		if q.Decider != "" {
+			sql, args = `SELECT `+eventColumns+` FROM read_events($1, $2, $3)`, append(args, q.Decider)
+		}
+		if evs, _, served, err := s.fromStandby(ctx, sql, args...); served || err != nil {
+			return evs, err
+		}
+		return s.queryEvents(ctx, sql, args...)
 	}
+	// Within one stream offsets commit in order: each event names the
+	// previous one, which must be committed first. No horizon needed.
+	return s.queryEvents(ctx, `SELECT `+eventColumns+` FROM events
+		WHERE decider = $1 AND decider_id = $2 AND "offset" > $3 ORDER BY "offset" LIMIT $4`,
+		q.Decider, q.DeciderID, q.After, q.Limit)
+}
+
+// queryEvents runs a query of events on the primary.
+func (s *Store) queryEvents(ctx context.Context, sql string, args ...any) ([]Event, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, interpretError(err)
 	}

@@ -38,14 +38,32 @@ FROM views w
 WHERE $1::text IS NULL OR w.view = $1`
 
 // viewStatuses brings the partitions of one view (name) or every view
-// (nil) up to date with the log, in one statement, then counts them in
-// another. A view that does not exist has no entry.
-func (s *Store) viewStatuses(ctx context.Context, name *string) (map[string]ViewStatus, error) {
+// (nil) up to date with the log, in one statement on the primary, then
+// counts them in another: on the standby when there is one (a little
+// behind) unless onStandby is false (the caller just changed the view). A
+// view that does not exist has no entry.
+func (s *Store) viewStatuses(ctx context.Context, name *string, onStandby bool) (map[string]ViewStatus, error) {
 	if _, err := s.pool.Exec(ctx, `SELECT count(fstore_discover(view)) FROM views WHERE $1::text IS NULL OR view = $1`,
 		name); err != nil {
 		return nil, interpretError(err)
 	}
-	rows, err := s.pool.Query(ctx, viewStatusSQL, name)
+	var out map[string]ViewStatus
+	count := func(q dbtx) error {
+		var err error
+		out, err = countStatuses(ctx, q, name)
+		return err
+	}
+	var err error
+	if onStandby {
+		err = s.onReader(ctx, count)
+	} else {
+		err = count(s.pool)
+	}
+	return out, err
+}
+
+func countStatuses(ctx context.Context, q dbtx, name *string) (map[string]ViewStatus, error) {
+	rows, err := q.Query(ctx, viewStatusSQL, name)
 	if err != nil {
 		return nil, interpretError(err)
 	}

@@ -36,6 +36,7 @@ import (
 // state besides the pool, so any number of processes may share a database.
 type Store struct {
 	pool    *pgxpool.Pool
+	replica *replica // nil: every read goes to the primary
 	appends *coalescer
 	watch   *logWatcher
 }
@@ -45,9 +46,14 @@ type Store struct {
 const DefaultMaxConns = 20
 
 // Open connects to the database at url (a PostgreSQL URL or DSN; pgxpool
-// settings such as pool_max_conns are honoured) and checks that it answers.
-// It does not apply migrations: call Migrate.
-func Open(ctx context.Context, url string) (*Store, error) {
+// settings such as pool_max_conns are honoured) and checks that it answers;
+// a standby given WithReadReplica is not required to answer yet. It does
+// not apply migrations: call Migrate.
+func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
+	var o openOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("store: parse database url: %w", err)
@@ -69,6 +75,12 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
+	if o.readURL != "" {
+		if s.replica, err = openReplica(ctx, o.readURL); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
 	s.appends = newCoalescer(s, coalescerWorkers, coalescerMaxGroup)
 	s.watch = newLogWatcher(s)
 	return s, nil
@@ -79,6 +91,9 @@ func Open(ctx context.Context, url string) (*Store, error) {
 func (s *Store) Close() {
 	s.appends.close()
 	s.pool.Close()
+	if s.replica != nil {
+		s.replica.pool.Close()
+	}
 }
 
 // Ping checks that the database answers; it returns ErrUnavailable if not.

@@ -188,14 +188,14 @@ func (s *Store) RegisterView(ctx context.Context, r ViewRegistration) (View, boo
 	}
 	// register_view sets updated_at only when it updates.
 	created := v.CreatedAt.Equal(v.UpdatedAt)
-	statuses, err := s.viewStatuses(ctx, &r.View)
+	statuses, err := s.viewStatuses(ctx, &r.View, false) // read your write
 	v.Status = statuses[r.View]
 	return v, created, err
 }
 
 // GetView returns a view with its status; ErrNotFound when it does not exist.
 func (s *Store) GetView(ctx context.Context, name string) (View, error) {
-	statuses, err := s.viewStatuses(ctx, &name)
+	statuses, err := s.viewStatuses(ctx, &name, true)
 	if err != nil {
 		return View{}, err
 	}
@@ -213,7 +213,7 @@ func (s *Store) GetView(ctx context.Context, name string) (View, error) {
 // ListViews returns every view with its status, ordered by name, in three
 // queries whatever the number of views.
 func (s *Store) ListViews(ctx context.Context) ([]View, error) {
-	statuses, err := s.viewStatuses(ctx, nil)
+	statuses, err := s.viewStatuses(ctx, nil, true)
 	if err != nil {
 		return nil, err
 	}

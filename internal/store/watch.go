@@ -69,8 +69,7 @@ func (w *logWatcher) poll() {
 		}
 		w.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		var h int64
-		err := w.s.pool.QueryRow(ctx, `SELECT fstore_read_horizon()`).Scan(&h)
+		h, err := w.s.watchHorizon(ctx)
 		cancel()
 		if err != nil {
 			continue

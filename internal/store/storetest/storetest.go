@@ -64,9 +64,9 @@ func NewStore(t testing.TB) *store.Store {
 
 // OpenStore opens a Store on dbURL (a database of the test's, perhaps
 // through a Proxy or a PgBouncer), closed when the test ends.
-func OpenStore(t testing.TB, dbURL string) *store.Store {
+func OpenStore(t testing.TB, dbURL string, opts ...store.Option) *store.Store {
 	t.Helper()
-	s, err := store.Open(context.Background(), dbURL)
+	s, err := store.Open(context.Background(), dbURL, opts...)
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
