@@ -16,6 +16,10 @@ type config struct {
 	// PostgreSQL connection string. No default: make run starts a local
 	// PostgreSQL and sets it. pgxpool settings (pool_max_conns=…) apply.
 	DatabaseURL string `env:"DATABASE_URL,required,notEmpty"`
+	// A hot standby of that database for projection reads: cursor reads of
+	// the log or a decider, queries, views' status. Default: none (every
+	// read goes to DATABASE_URL).
+	ReadDatabaseURL string `env:"FSTORE_READ_DATABASE_URL"`
 	// Listen address. Default 127.0.0.1:8080.
 	Addr string `env:"FSTORE_ADDR" envDefault:"127.0.0.1:8080"`
 	// Comma-separated bearer keys; when set every /v1 route needs one.
@@ -87,6 +91,7 @@ func (c *config) validate() error {
 // MarshalZerologObject logs the configuration with secrets masked.
 func (c config) MarshalZerologObject(e *zerolog.Event) {
 	e.Str("database_url", startup.RedactURL(c.DatabaseURL)).
+		Str("read_database_url", startup.RedactURL(c.ReadDatabaseURL)).
 		Str("addr", c.Addr).
 		Int("api_keys", len(c.APIKeys)).
 		Bool("insecure", c.Insecure).

@@ -53,7 +53,7 @@ func run() error {
 	logger := startup.Logger(cfg.LogLevel, cfg.LogFormat, "fstore-api")
 	logger.Info().Object("config", cfg).Msg("starting fstore API")
 
-	st, err := startup.OpenStore(ctx, cfg.DatabaseURL, cfg.ConnectTimeout, logger)
+	st, err := startup.OpenStore(ctx, cfg.DatabaseURL, cfg.ReadDatabaseURL, cfg.ConnectTimeout, logger)
 	if err != nil {
 		return err
 	}

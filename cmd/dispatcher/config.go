@@ -15,6 +15,8 @@ import (
 type config struct {
 	// PostgreSQL connection string. No default: make run sets it.
 	DatabaseURL string `env:"DATABASE_URL,required,notEmpty"`
+	// A hot standby for the views' status the metrics report. Default: none.
+	ReadDatabaseURL string `env:"FSTORE_READ_DATABASE_URL"`
 	// Listen address of /metrics and /healthz. Default 127.0.0.1:9090, like
 	// the API: metrics name views and are for this machine unless asked.
 	MetricsAddr string `env:"FSTORE_METRICS_ADDR" envDefault:"127.0.0.1:9090"`
@@ -68,7 +70,8 @@ func loadConfig() (config, error) {
 
 // MarshalZerologObject logs the configuration with secrets masked.
 func (c config) MarshalZerologObject(e *zerolog.Event) {
-	e.Str("database_url", startup.RedactURL(c.DatabaseURL)).Str("metrics_addr", c.MetricsAddr).
+	e.Str("database_url", startup.RedactURL(c.DatabaseURL)).Str("read_database_url", startup.RedactURL(c.ReadDatabaseURL)).
+		Str("metrics_addr", c.MetricsAddr).
 		Bool("allow_private_urls", c.AllowPrivateURLs).Int("max_in_flight", c.MaxInFlight).
 		Str("attempt_timeout", c.AttemptTimeout.String()).Int("max_attempts", c.MaxAttempts).
 		Str("max_age", c.MaxAge.String()).Str("attempt_retention", c.AttemptRetention.String()).

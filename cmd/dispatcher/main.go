@@ -26,7 +26,7 @@ import (
 func main() {
 	if len(os.Args) > 1 && (os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help") {
 		fmt.Println("fstore-dispatcher: pushes view events to their edge_function_url. Configured by the environment: " +
-			"DATABASE_URL (required), FSTORE_METRICS_ADDR, FSTORE_ALLOW_PRIVATE_URLS, FSTORE_DISPATCH_MAX_IN_FLIGHT, " +
+			"DATABASE_URL (required), FSTORE_READ_DATABASE_URL, FSTORE_METRICS_ADDR, FSTORE_ALLOW_PRIVATE_URLS, FSTORE_DISPATCH_MAX_IN_FLIGHT, " +
 			"FSTORE_DISPATCH_TIMEOUT, FSTORE_DISPATCH_MAX_ATTEMPTS, FSTORE_DISPATCH_MAX_AGE, FSTORE_SHUTDOWN_TIMEOUT, " +
 			"FSTORE_CONNECT_TIMEOUT, FSTORE_LOG_LEVEL, FSTORE_LOG_FORMAT. See README.md.")
 		return
@@ -47,7 +47,7 @@ func run() error {
 	logger := startup.Logger(cfg.LogLevel, cfg.LogFormat, "fstore-dispatcher")
 	logger.Info().Object("config", cfg).Msg("starting fstore dispatcher")
 
-	st, err := startup.OpenStore(ctx, cfg.DatabaseURL, cfg.ConnectTimeout, logger)
+	st, err := startup.OpenStore(ctx, cfg.DatabaseURL, cfg.ReadDatabaseURL, cfg.ConnectTimeout, logger)
 	if err != nil {
 		return err
 	}

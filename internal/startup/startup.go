@@ -102,6 +102,9 @@ func Migrate(ctx context.Context, st *store.Store, migrations fs.FS, logger zero
 
 // RedactURL hides a URL's password; a DSN that is not a URL is hidden whole.
 func RedactURL(s string) string {
+	if s == "" {
+		return ""
+	}
 	u, err := url.Parse(s)
 	if err != nil || u.Scheme == "" {
 		return "(set, not a URL: hidden)"
@@ -124,15 +127,18 @@ func IsLoopback(host string) bool {
 }
 
 // OpenStore opens the store, waiting up to timeout for the database to
-// answer (it may still be starting, as under docker compose).
-func OpenStore(ctx context.Context, dbURL string, timeout time.Duration, logger zerolog.Logger) (*store.Store, error) {
+// answer (it may still be starting, as under docker compose). Projection
+// reads go to the hot standby at readURL when it is not empty; it need not
+// answer yet.
+func OpenStore(ctx context.Context, dbURL, readURL string, timeout time.Duration, logger zerolog.Logger) (*store.Store, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-		st, err := store.Open(ctx, dbURL)
+		st, err := store.Open(ctx, dbURL, store.WithReadReplica(readURL))
 		if err == nil {
 			// cache_describe says a connection pooler answers for PostgreSQL.
-			logger.Info().Str("query_exec_mode", st.QueryExecMode()).Msg("connected to the database")
+			logger.Info().Str("query_exec_mode", st.QueryExecMode()).Bool("read_standby", readURL != "").
+				Msg("connected to the database")
 			return st, nil
 		}
 		if !errors.Is(err, store.ErrUnavailable) {
