@@ -3,7 +3,8 @@
 #
 #   pg.sh start DIR [PORT]   start (initialising on first use) a persistent cluster
 #                            in DIR on 127.0.0.1:PORT (default 54329); prints the
-#                            DATABASE_URL of its "fstore" database on stdout
+#                            DATABASE_URL of its "fstore" database on stdout;
+#                            FSTORE_PG_OPTS adds server options
 #   pg.sh stop DIR           stop that cluster (its data stays)
 #   pg.sh standby DIR PRIMARY_DIR PORT [sync]
 #                            make DIR a hot standby of the cluster running in
@@ -11,7 +12,8 @@
 #                            application_name = DIR's base name) and start it on
 #                            127.0.0.1:PORT; with "sync", the primary waits for
 #                            it at every commit (synchronous_standby_names).
-#                            Prints the DATABASE_URL of its "fstore" database
+#                            Prints the DATABASE_URL of its "fstore" database;
+#                            FSTORE_PG_OPTS adds server options
 #   pg.sh promote DIR        promote the standby in DIR to a primary
 #   pg.sh temp CMD [ARG...]  run CMD with DATABASE_URL set to a throwaway cluster
 #                            (unix socket only) that is removed after; fsync is
@@ -112,7 +114,7 @@ cmd_start() {
   else
     log "starting PostgreSQL on 127.0.0.1:$port (data in $data, log in $dir/postgres.log)"
     if ! as_server "$BINDIR/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c max_connections=200" start >/dev/null 9>&-; then
+      -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c max_connections=200 ${FSTORE_PG_OPTS:-}" start >/dev/null 9>&-; then
       tail -n 20 "$dir/postgres.log" >&2 || true
       die "PostgreSQL did not start (is port $port taken? set FSTORE_PG_PORT)"
     fi
@@ -153,7 +155,7 @@ cmd_standby() {
     | as_server tee -a "$data/postgresql.auto.conf" >/dev/null
   as_server touch "$data/standby.signal"
   if ! as_server "$BINDIR/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c max_connections=200 -c hot_standby_feedback=on" \
+    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c max_connections=200 -c hot_standby_feedback=on ${FSTORE_PG_OPTS:-}" \
     start >/dev/null; then
     tail -n 20 "$dir/postgres.log" >&2 || true
     die "the standby did not start"

@@ -29,7 +29,10 @@ import (
 // With a synchronous standby every answer is 201, 503 problem+json with
 // Retry-After, or 200 for a retry of an append whose first answer was lost
 // (never a 500); every acknowledged append is on the new primary; the
-// dispatcher delivers every event at least once, in order per partition.
+// dispatcher delivers every event at least once, in order per partition;
+// and a projection paging the log, which the API reads from the standby
+// (FSTORE_READ_DATABASE_URL) until it is promoted, sees every acknowledged
+// event exactly once, in offset order.
 // With an asynchronous standby the appends acknowledged during the stall
 // are lost: the reason docs/operating.md asks for a synchronous one.
 func TestFailover(t *testing.T) {
@@ -38,8 +41,10 @@ func TestFailover(t *testing.T) {
 	}
 	bins := [2]string{buildBinary(t, ".", "fstore-api"), buildBinary(t, "../dispatcher", "fstore-dispatcher")}
 	t.Run("synchronous standby: no acknowledged append lost", func(t *testing.T) {
+		t.Parallel()
 		f := startFailover(t, bins, true)
 		f.load = newChainLoad(f.api, 8)
+		projection := newLogReader(f.api)
 		time.Sleep(time.Second) // load before the crash
 		f.crash()
 		f.standby.Promote()
@@ -52,8 +57,10 @@ func TestFailover(t *testing.T) {
 		assert.Zero(t, unreadable(t, f.api.client, f.api.base, acked), "every acknowledged append is on the new primary")
 		f.rcv.requireAll(t, acked)
 		f.rcv.requireInOrder(t, f.load.chains())
+		projection.requireAll(t, acked)
 	})
 	t.Run("asynchronous standby: appends acknowledged during a stall are lost", func(t *testing.T) {
+		t.Parallel()
 		f := startFailover(t, bins, false)
 		f.load = newChainLoad(f.api, 8)
 		time.Sleep(time.Second)
@@ -82,7 +89,9 @@ func startFailover(t *testing.T, bins [2]string, sync bool) *failover {
 	f.standby = storetest.NewStandby(t, f.primary, sync)
 	dbURL := multiHost(t, f.primary.URL, f.standby.URL)
 	addr := "127.0.0.1:" + freePort(t)
-	startBinary(t, bins[0], "DATABASE_URL="+dbURL, "FSTORE_ADDR="+addr, "FSTORE_LOG_LEVEL=error")
+	// Projection reads from the standby, which the failover then promotes.
+	startBinary(t, bins[0], "DATABASE_URL="+dbURL, "FSTORE_READ_DATABASE_URL="+f.standby.URL,
+		"FSTORE_ADDR="+addr, "FSTORE_LOG_LEVEL=error")
 	f.api = &instance{t, &http.Client{Timeout: 10 * time.Second}, "http://" + addr} // a hang fails the test
 	waitReady(t, f.api.client, f.api.base)
 	startBinary(t, bins[1], "DATABASE_URL="+dbURL, "FSTORE_METRICS_ADDR=127.0.0.1:0",
@@ -221,5 +230,98 @@ func (r *recorder) requireInOrder(t *testing.T, chains map[string][]string) {
 			reached = max(reached, i)
 		}
 		require.Equal(t, len(want)-1, reached, "stream %s: every event pushed", stream)
+	}
+}
+
+// logReader pages the whole log through the API, 100 events at a time,
+// retrying a 503, as a projection does.
+type logReader struct {
+	in   *instance
+	mu   sync.Mutex
+	seen []string
+	errs []string
+	stop atomic.Bool
+	done chan struct{}
+}
+
+func newLogReader(in *instance) *logReader {
+	r := &logReader{in: in, done: make(chan struct{})}
+	go r.run()
+	return r
+}
+
+func (r *logReader) run() {
+	defer close(r.done)
+	after := int64(0)
+	for !r.stop.Load() {
+		resp, err := r.in.client.Get(fmt.Sprintf("%s/v1/events?after=%d&limit=100", r.in.base, after))
+		if err != nil {
+			r.fail("read: %v", err)
+			return
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		var page struct {
+			Events []struct {
+				EventID string `json:"event_id"`
+				Offset  int64  `json:"offset"`
+			} `json:"events"`
+		}
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &page) != nil {
+			r.fail("read: status %d: %s", resp.StatusCode, raw)
+			return
+		}
+		r.mu.Lock()
+		for _, e := range page.Events {
+			if e.Offset <= after {
+				r.errs = append(r.errs, fmt.Sprintf("offset %d after cursor %d", e.Offset, after))
+			}
+			after = e.Offset
+			r.seen = append(r.seen, e.EventID)
+		}
+		r.mu.Unlock()
+		if len(page.Events) == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+func (r *logReader) fail(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+
+// requireAll waits until the reader has seen every event of want, then
+// stops it and requires that it saw none twice.
+func (r *logReader) requireAll(t *testing.T, want []string) {
+	t.Helper()
+	defer func() { r.stop.Store(true); <-r.done }()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		r.mu.Lock()
+		seen := map[string]int{}
+		for _, id := range r.seen {
+			seen[id]++
+		}
+		errs := append([]string(nil), r.errs...)
+		r.mu.Unlock()
+		require.Empty(t, errs)
+		missing := 0
+		for _, id := range want {
+			if seen[id] == 0 {
+				missing++
+			}
+		}
+		if missing == 0 {
+			for id, n := range seen {
+				require.Equal(t, 1, n, "event %s read %d times", id, n)
+			}
+			return
+		}
+		require.True(t, time.Now().Before(deadline), "the projection misses %d of %d acknowledged events", missing, len(want))
 	}
 }
