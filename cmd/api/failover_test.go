@@ -58,6 +58,8 @@ func TestFailover(t *testing.T) {
 		f.rcv.requireAll(t, acked)
 		f.rcv.requireInOrder(t, f.load.chains())
 		projection.requireAll(t, acked)
+		assert.Regexp(t, `fstore_standby_reads_total\{outcome="served"\} [1-9]`, string(f.api.call("GET", "/metrics", 200, "")),
+			"the standby served reads before its promotion")
 	})
 	t.Run("asynchronous standby: appends acknowledged during a stall are lost", func(t *testing.T) {
 		t.Parallel()

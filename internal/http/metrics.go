@@ -20,9 +20,26 @@ type httpMetrics struct {
 	handler  http.Handler
 }
 
-func newHTTPMetrics() *httpMetrics {
+// standbyReads is what a store with a read standby reports of it.
+type standbyReads interface {
+	ReplicaReads() (served, missed int64)
+}
+
+func newHTTPMetrics(st Store) *httpMetrics {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if sr, ok := st.(standbyReads); ok {
+		// Projection reads the standby served, and those it could not
+		// (down, or behind every sampled horizon) that the primary served.
+		for outcome, pick := range map[string]func(served, missed int64) int64{
+			"served": func(s, _ int64) int64 { return s }, "missed": func(_, m int64) int64 { return m },
+		} {
+			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "fstore_standby_reads_total", Help: "Projection reads sent to the read standby, by outcome.",
+				ConstLabels: prometheus.Labels{"outcome": outcome},
+			}, func() float64 { return float64(pick(sr.ReplicaReads())) }))
+		}
+	}
 	m := &httpMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fstore_http_requests_total", Help: "HTTP requests by route, method and status.",

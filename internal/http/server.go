@@ -97,7 +97,7 @@ func NewServer(st Store, opts Options) *Server {
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = 2 * time.Second
 	}
-	return &Server{store: st, opts: opts, stopping: make(chan struct{}), metrics: newHTTPMetrics()}
+	return &Server{store: st, opts: opts, stopping: make(chan struct{}), metrics: newHTTPMetrics(st)}
 }
 
 // StopWaiting makes every long poll answer now with what it has (nothing),
