@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -69,7 +68,7 @@ type QueryResult struct {
 // QueryEvents returns the events matching q with an offset above after, in
 // offset order, at most limit (1..10000), up to the read horizon.
 func (s *Store) QueryEvents(ctx context.Context, q Query, after int64, limit int) (QueryResult, error) {
-	query, err := json.Marshal(q)
+	query, err := queryJSON(q)
 	if err != nil {
 		return QueryResult{}, err
 	}
@@ -99,12 +98,20 @@ func (s *Store) QueryEvents(ctx context.Context, q Query, after int64, limit int
 	return res, nil
 }
 
+// queryJSON is q as JSON text: a string, which every query mode a
+// connection string may choose sends as text (exec and simple_protocol
+// would send a []byte as bytea).
+func queryJSON(q Query) (string, error) {
+	b, err := json.Marshal(q)
+	return string(b), err
+}
+
 // AppendEventsIf is AppendEvents on a condition: nothing is stored, and the
 // error is a *ConditionError, when an event matching cond.Query has an offset
 // above cond.After. A retry of an append that succeeded (every event stored
 // already, identical) returns the stored events without checking again.
 func (s *Store) AppendEventsIf(ctx context.Context, evs []NewEvent, cond Condition) (AppendResult, error) {
-	query, err := json.Marshal(cond.Query)
+	query, err := queryJSON(cond.Query)
 	if err != nil {
 		return AppendResult{}, err
 	}
@@ -122,17 +129,17 @@ func (s *Store) AppendEventsIf(ctx context.Context, evs []NewEvent, cond Conditi
 // The steps of a conditional append around its INSERT (0003_dcb.sql).
 const (
 	conditionLockSQL   = `SELECT fstore_condition_lock($1, $2, $3::text[]::jsonb[])`
-	conditionAssertSQL = `SELECT fstore_condition_assert($1, $2, $3)`
+	conditionAssertSQL = `SELECT fstore_condition_assert($1, $2, $3::text[]::uuid[])`
 )
 
-func (s *Store) appendIf(ctx context.Context, evs []NewEvent, query []byte, after int64) (AppendResult, error) {
+func (s *Store) appendIf(ctx context.Context, evs []NewEvent, query string, after int64) (AppendResult, error) {
 	if len(evs) == 0 {
 		return AppendResult{Events: []Event{}}, nil
 	}
 	types, data := make([]string, len(evs)), make([]string, len(evs))
-	ids := make([]uuid.UUID, len(evs))
+	ids := make([]string, len(evs)) // text, as every query mode sends it
 	for i, e := range evs {
-		types[i], data[i], ids[i] = e.Event, string(e.Data), e.EventID
+		types[i], data[i], ids[i] = e.Event, string(e.Data), e.EventID.String()
 	}
 	// One round trip: the three statements run in the implicit transaction
 	// of one pipeline, which a failing statement rolls back whole.
@@ -188,8 +195,8 @@ func conditionError(err error, after int64) error {
 }
 
 // appendIfOneByOne is appendOneByOne on a condition.
-func (s *Store) appendIfOneByOne(ctx context.Context, evs []NewEvent, query []byte, after int64,
-	types, data []string, ids []uuid.UUID) (AppendResult, error) {
+func (s *Store) appendIfOneByOne(ctx context.Context, evs []NewEvent, query string, after int64,
+	types, data, ids []string) (AppendResult, error) {
 	var res AppendResult
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, conditionLockSQL, query, types, data); err != nil {

@@ -114,6 +114,28 @@ func TestQueryExecModeDirect(t *testing.T) {
 	assert.Equal(t, "exec", chosen.QueryExecMode())
 }
 
+// Whatever query mode a connection string chooses, every path works: the
+// store sends nothing whose meaning depends on the mode (exec and
+// simple_protocol send a []byte as bytea, not as JSON text).
+func TestStoreInEveryQueryMode(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"cache_statement", "cache_describe", "describe_exec", "exec", "simple_protocol"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			s := storetest.OpenStore(t, storetest.NewDatabase(t)+"&default_query_exec_mode="+mode)
+			require.Equal(t, mode, s.QueryExecMode())
+			register(t, s, "order", "created")
+			_, _, err := s.RegisterView(ctx, store.ViewRegistration{View: "pooled", LockTimeoutS: 60,
+				StartAt: ptrTime(time.Now().Add(-time.Hour))})
+			require.NoError(t, err)
+			for i := range 3 {
+				require.NoError(t, pooledRound(s, fmt.Sprint("s", i)))
+			}
+			consumeThroughPooler(t, s, 3*4)
+		})
+	}
+}
+
 // pooledRound runs each append and read path once on stream id.
 func pooledRound(s *store.Store, id string) error {
 	first := ev("order", id, nil)
