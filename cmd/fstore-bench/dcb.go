@@ -188,6 +188,7 @@ func queryLatency(c *client, n int) (latency, error) {
 func conditionalAppends(c *client, clients int, d time.Duration) (float64, error) {
 	var count atomic.Int64
 	var firstErr atomic.Value
+	run := uuid.NewString()[:8] // copies of this run's own: the function runs more than once per store
 	deadline := time.Now().Add(d)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -196,7 +197,7 @@ func conditionalAppends(c *client, clients int, d time.Duration) (float64, error
 			last := map[string]int64{}
 			buf := make([]byte, 0, 1024)
 			for i := 0; time.Now().Before(deadline); i++ {
-				copyID := fmt.Sprintf("own-%d-%d", w, i%100)
+				copyID := fmt.Sprintf("own-%s-%d-%d", run, w, i%100)
 				buf = append(buf[:0], `{"events":[`...)
 				buf = lendEvent(buf, copyID, fmt.Sprintf("r-%d", i%libReaders))
 				buf = fmt.Appendf(buf, `],"condition":{"query":%s,"after":%d}}`, copyQuery(copyID), last[copyID])

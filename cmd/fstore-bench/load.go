@@ -123,6 +123,13 @@ func batchLoad(c *client, total, size, workers int) (float64, error) {
 // singleAppends runs clients that each append one event per request to a
 // stream of their own, starting a new stream every perStream events, for d.
 func singleAppends(c *client, clients, perStream int, d time.Duration) (float64, error) {
+	n, elapsed, err := countedAppends(c, clients, perStream, d)
+	return float64(n) / elapsed.Seconds(), err
+}
+
+// countedAppends is singleAppends returning how many appends it made and
+// how long they took.
+func countedAppends(c *client, clients, perStream int, d time.Duration) (int64, time.Duration, error) {
 	var count atomic.Int64
 	var firstErr atomic.Value
 	deadline := time.Now().Add(d)
@@ -150,9 +157,9 @@ func singleAppends(c *client, clients, perStream int, d time.Duration) (float64,
 	}
 	wg.Wait()
 	if err, ok := firstErr.Load().(error); ok {
-		return 0, err
+		return 0, 0, err
 	}
-	return float64(count.Load()) / time.Since(start).Seconds(), nil
+	return count.Load(), time.Since(start), nil
 }
 
 type growth struct {
@@ -212,6 +219,15 @@ type latency struct{ p50, p99 time.Duration }
 // readLatency stores 20 streams of size events, then reads them n times in
 // turn over HTTP, one request at a time.
 func readLatency(c *client, size, n int) (latency, error) {
+	streams, err := storeStreams(c, size)
+	if err != nil {
+		return latency{}, err
+	}
+	return readStreams(c, streams, size, n)
+}
+
+// storeStreams stores 20 streams of size events and returns their ids.
+func storeStreams(c *client, size int) ([]string, error) {
 	streams := make([]string, 20)
 	for s := range streams {
 		streams[s] = uuid.NewString()
@@ -227,9 +243,15 @@ func readLatency(c *client, size, n int) (latency, error) {
 		}
 		buf = append(buf, "]}"...)
 		if _, err := c.do("POST", "/v1/events/batch", buf, http.StatusCreated); err != nil {
-			return latency{}, err
+			return nil, err
 		}
 	}
+	return streams, nil
+}
+
+// readStreams reads the streams n times in turn (after 100 reads that warm
+// up connections and caches), one request at a time.
+func readStreams(c *client, streams []string, size, n int) (latency, error) {
 	times := make([]time.Duration, 0, n)
 	for i := range n + 100 {
 		path := fmt.Sprintf("/v1/events?decider=bench&decider_id=%s", streams[i%len(streams)])

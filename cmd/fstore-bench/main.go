@@ -48,7 +48,7 @@ func main() {
 	flag.IntVar(&o.clients, "clients", 32, "concurrent clients for single appends")
 	flag.IntVar(&o.scopedLog, "scoped-log", 2_000_000, "events the scoped views' log holds at least (appended in SQL when the store is smaller)")
 	only := flag.String("only", "", "comma-separated sections to run after the load, for development: "+
-		"single, views, seed, grow, read, consume, poll, push, hooks, scoped, dcb (default: all; with -only, skip -out and -readme)")
+		"single, views, seed, grow, read, consume, poll, push, hooks, scoped, dcb, scale, querymode, pooler, standby (default: all; with -only, skip -out and -readme)")
 	flag.Parse()
 	if *only != "" {
 		o.only = strings.Split(*only, ",")
@@ -214,6 +214,36 @@ func run(ctx context.Context, o options) error {
 		log.Printf("dcb: query p50 %s p99 %s; conditional appends %.0f/s; decisions %.0f/s (%.1f%% refused), contended %.0f/s (%.1f%% refused); appends with indexes %.0f/s, without %.0f/s; batches with %.0f/s, without %.0f/s",
 			r.dcb.query.p50, r.dcb.query.p99, r.dcb.conditional, r.dcb.decisions, 100*r.dcb.decisionsLost,
 			r.dcb.contended, 100*r.dcb.contendedLost, r.dcb.withIndexes, r.dcb.withoutIndexes, r.dcb.batchWith, r.dcb.batchWithout)
+	}
+
+	if o.want("scale") {
+		log.Printf("many processes: 1 API + 1 dispatcher, then 2 + 2, on one database")
+		if r.scale, err = scaleBench(ctx, o, fstoreDB); err != nil {
+			return err
+		}
+	}
+
+	if o.want("querymode") {
+		log.Printf("pgx query modes side by side: single and conditional appends, stream and log reads")
+		if r.modes, err = queryModeBench(ctx, o, fstoreDB); err != nil {
+			return err
+		}
+	}
+
+	if o.want("pooler") {
+		log.Printf("the API directly and through PgBouncer in transaction mode")
+		if r.pooler, err = poolerBench(ctx, o, fstoreDB); err != nil {
+			return err
+		}
+	}
+
+	if o.want("standby") {
+		log.Printf("staleness of log reads from a hot standby (a primary and a standby of their own)")
+		if r.standby, err = standbyBench(ctx, o); err != nil {
+			return err
+		}
+		log.Printf("visible in a log read: primary p50 %s p99 %s; standby p50 %s p99 %s",
+			ms(r.standby.primary.p50), ms(r.standby.primary.p99), ms(r.standby.standby.p50), ms(r.standby.standby.p99))
 	}
 
 	r.apiRSS = api.peakRSS()

@@ -28,14 +28,14 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-func startAPI(ctx context.Context, bin, dbURL string) (*apiProcess, error) {
+func startAPI(ctx context.Context, bin, dbURL string, env ...string) (*apiProcess, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
 	// Views push to a receiver on loopback, which registration refuses otherwise.
-	return startProcess(ctx, bin, "/readyz", addr, "DATABASE_URL="+dbURL, "FSTORE_ADDR="+addr, "FSTORE_LOG_LEVEL=warn",
-		"FSTORE_PPROF_ADDR="+os.Getenv("FSTORE_BENCH_PPROF"), "FSTORE_ALLOW_PRIVATE_URLS=true")
+	return startProcess(ctx, bin, "/readyz", addr, append([]string{"DATABASE_URL=" + dbURL, "FSTORE_ADDR=" + addr,
+		"FSTORE_LOG_LEVEL=warn", "FSTORE_PPROF_ADDR=" + os.Getenv("FSTORE_BENCH_PPROF"), "FSTORE_ALLOW_PRIVATE_URLS=true"}, env...)...)
 }
 
 // startDispatcher starts the dispatcher binary, allowed to push to

@@ -23,6 +23,8 @@ type pushReceiver struct {
 	mu      sync.Mutex
 	arrived map[uuid.UUID]time.Time
 	count   int
+	pushes  int                // every push, repeats included
+	order   map[string][]int64 // offsets per partition, in arrival order
 }
 
 func newPushReceiver() (*pushReceiver, error) {
@@ -30,15 +32,19 @@ func newPushReceiver() (*pushReceiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &pushReceiver{arrived: map[uuid.UUID]time.Time{}, url: "http://" + ln.Addr().String() + "/hook"}
+	r := &pushReceiver{arrived: map[uuid.UUID]time.Time{}, order: map[string][]int64{}, url: "http://" + ln.Addr().String() + "/hook"}
 	r.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		now := time.Now()
 		body, _ := io.ReadAll(req.Body)
 		var e struct {
-			EventID uuid.UUID `json:"event_id"`
+			EventID   uuid.UUID `json:"event_id"`
+			DeciderID string    `json:"decider_id"`
+			Offset    int64     `json:"offset"`
 		}
 		_ = json.Unmarshal(body, &e)
 		r.mu.Lock()
+		r.pushes++
+		r.order[e.DeciderID] = append(r.order[e.DeciderID], e.Offset)
 		if _, seen := r.arrived[e.EventID]; !seen {
 			r.arrived[e.EventID] = now
 			r.count++
@@ -51,6 +57,33 @@ func newPushReceiver() (*pushReceiver, error) {
 }
 
 func (r *pushReceiver) delivered() int { r.mu.Lock(); defer r.mu.Unlock(); return r.count }
+
+// outOfOrder counts the partitions whose pushes ever went back to an
+// earlier offset (allowed only after a dispatcher crash, which the bench
+// does not cause), and returns the pushes beyond one per event.
+func (r *pushReceiver) outOfOrder() (partitions, repeats int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, offs := range r.order {
+		for i := 1; i < len(offs); i++ {
+			if offs[i] <= offs[i-1] {
+				partitions++
+				break
+			}
+		}
+	}
+	return partitions, r.pushes - r.count
+}
+
+// waitDelivered waits until n distinct events have arrived.
+func (r *pushReceiver) waitDelivered(n int, limit time.Duration) error {
+	for start := time.Now(); r.delivered() < n; time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > limit {
+			return fmt.Errorf("pushed %d of %d events in %s", r.delivered(), n, limit)
+		}
+	}
+	return nil
+}
 
 func (r *pushReceiver) close() { _ = r.srv.Close() }
 

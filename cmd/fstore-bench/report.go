@@ -30,6 +30,10 @@ type report struct {
 	hooks                      hookFigures
 	scoped                     scopedFigures
 	dcb                        dcbFigures
+	modes                      []modeFigures
+	scale                      [2]scaleRun
+	pooler                     poolerFigures
+	standby                    standbyFigures
 }
 
 const (
@@ -110,6 +114,13 @@ func (r report) table() string {
 		d.withIndexes, ratio(d.withIndexes, d.withoutIndexes), d.withoutIndexes)
 	fmt.Fprintf(&b, "| batch append (100 per request, 8 clients, 200,000 events) at the end of the run, with the query indexes | %.0f events/s | %s of the same with them dropped (%.0f events/s) | — |\n",
 		d.batchWith, ratio(d.batchWith, d.batchWithout), d.batchWithout)
+	one, two := r.scale[0], r.scale[1]
+	fmt.Fprintf(&b, "| single-event HTTP appends/s, %d clients split over 2 API processes while 2 dispatchers push every event | %.0f/s | 1 API + 1 dispatcher: %.0f/s → %s | ≥ 0.9× of 1 + 1 (2 cores: no gain expected): %s |\n",
+		r.opts.clients, two.appends, one.appends, ratio(two.appends, one.appends), check(two.appends >= 0.9*one.appends))
+	fmt.Fprintf(&b, "| events pushed/s in the same run (from its first append to its last push) | %.0f/s | 1 + 1: %.0f/s; partitions out of order: %d and %d; repeated pushes: %d and %d | every event, in order per partition: %s |\n",
+		two.pushed, one.pushed, one.misordered, two.misordered, one.repeats, two.repeats, check(one.misordered+two.misordered == 0))
+	fmt.Fprintf(&b, "| pushes/s draining 1,000 partitions × 10 events of backlog, 2 dispatchers | %.0f/s | 1 dispatcher: %.0f/s → %s | ≥ 0.9×: %s |\n",
+		two.drain, one.drain, ratio(two.drain, one.drain), check(two.drain >= 0.9*one.drain))
 	fmt.Fprintf(&b, "| peak RSS of the API over the whole run | %.0f MiB | | < 150 MB: %s |\n", r.apiRSS, check(r.apiRSS*1.048576 < 150))
 	fmt.Fprintf(&b, "| peak RSS of the dispatcher over its run | %.0f MiB | | < 200 MB: %s |\n", r.push.rss, check(r.push.rss*1.048576 < 200))
 	return b.String()
@@ -117,7 +128,7 @@ func (r report) table() string {
 
 func (r report) write(o options) error {
 	table := r.table()
-	fmt.Println(table)
+	fmt.Println(table + r.deploymentTables())
 	if o.out != "" {
 		var b strings.Builder
 		b.WriteString("# Benchmarks\n\n")
@@ -127,6 +138,7 @@ func (r report) write(o options) error {
 		if r.seedNote != "" {
 			fmt.Fprintf(&b, "\nNote: %s.\n", r.seedNote)
 		}
+		b.WriteString(r.deploymentTables())
 		b.WriteString(method)
 		fmt.Fprintf(&b, "\n## The book-lending query's plan at %d events\n\n", r.dcb.storeEvents)
 		b.WriteString("`EXPLAIN (ANALYZE, BUFFERS)` of the SQL `query_events` runs for copy `c-4242` and reader `r-77`, taken before the other DCB figures:\n\n```\n")
@@ -148,6 +160,32 @@ func (r report) write(o options) error {
 		return updateReadme(o.readme, fmt.Sprintf("Measured on %s:\n\n%s", r.machine, table))
 	}
 	return nil
+}
+
+// deploymentTables are the figures behind the choices for poolers and
+// standbys (docs/operating.md, docs/scaling.md).
+func (r report) deploymentTables() string {
+	var b strings.Builder
+	b.WriteString("\n## Query modes, PgBouncer and a standby\n\n")
+	b.WriteString("pgx's query modes, each through its own API process on the loaded store (better of two runs each, taken in turn). " +
+		"The store uses cache_statement directly and cache_describe behind a connection pooler, where named prepared statements break:\n\n")
+	b.WriteString("| `default_query_exec_mode` | single-event appends/s, 32 clients | CPU per append (API + PostgreSQL) | conditional appends/s | read a 100-event stream, p50 | CPU per stream read | read a 100-event page of the log, p50 | CPU per log page |\n|---|---|---|---|---|---|---|---|\n")
+	for _, m := range r.modes {
+		fmt.Fprintf(&b, "| %s | %.0f/s | %.0f µs | %.0f/s | %s | %.0f µs | %s | %.0f µs |\n", m.mode, m.single, m.cpuAppend, m.conditional,
+			ms(m.stream.p50), m.cpuStream, ms(m.logPage.p50), m.cpuLog)
+	}
+	p := r.pooler
+	b.WriteString("\nThe API directly on PostgreSQL and through PgBouncer 1.18 in transaction mode (scripts/pgbouncer.sh), better of two runs each:\n\n")
+	b.WriteString("| path | single-event appends/s, 32 clients | read a 100-event stream, p50 / p99 |\n|---|---|---|\n")
+	fmt.Fprintf(&b, "| direct | %.0f/s | %s / %s |\n", p.direct, ms(p.directRead.p50), ms(p.directRead.p99))
+	fmt.Fprintf(&b, "| through PgBouncer | %.0f/s (%s) | %s / %s |\n", p.pooled, ratio(p.pooled, p.direct), ms(p.poolRead.p50), ms(p.poolRead.p99))
+	sb := r.standby
+	b.WriteString("\nHow stale a standby reader is: 100 appends/s through one API, a reader paging the log through another, " +
+		"on a primary and an asynchronous hot standby of their own (durable settings); the time from an append's 201 to the event in one of the reader's pages:\n\n")
+	b.WriteString("| the reader reads | p50 | p99 |\n|---|---|---|\n")
+	fmt.Fprintf(&b, "| the primary | %s | %s |\n", ms(sb.primary.p50), ms(sb.primary.p99))
+	fmt.Fprintf(&b, "| the standby (`FSTORE_READ_DATABASE_URL`) | %s | %s |\n", ms(sb.standby.p50), ms(sb.standby.p99))
+	return b.String()
 }
 
 // updateReadme replaces what stands between the bench markers.
@@ -207,5 +245,12 @@ const method = `
   push rate runs from the first push received to the last (a dispatcher
   notices a new view at its next poll, up to a second after it is registered).
 
-Why the figures are what they are: [performance.md](performance.md).
+- Many processes: 1 API and 1 dispatcher, then 2 and 2, on the loaded
+  store. A live view with a local receiver gets every event while the
+  clients, split evenly over the APIs, append single events; then a
+  backlog of 1,000 partitions × 10 events is drained by the dispatchers.
+  The receiver checks that each partition's pushes never go back.
+
+Why the figures are what they are: [performance.md](performance.md);
+what they mean for scaling out: [scaling.md](scaling.md).
 `
