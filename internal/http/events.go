@@ -250,7 +250,7 @@ func (s *Server) appendBatch(w http.ResponseWriter, r *http.Request) {
 // readEvents godoc
 //
 //	@Summary		Read events
-//	@Description	Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither). Page with after: it never skips an event, even one whose transaction commits late.
+//	@Description	Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither). Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
 //	@Tags			events
 //	@ID				readEvents
 //	@Produce		json

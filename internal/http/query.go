@@ -52,7 +52,9 @@ type queryPage struct {
 	NextAfter *int64 `json:"next_after" extensions:"x-nullable" example:"1042" format:"int64" binding:"required"`
 	// The highest offset this read covers: every matching event at or below
 	// it is in this page or an earlier one. Use the last page's position as
-	// the after of a condition.
+	// the after of a condition. Read from a hot standby
+	// (FSTORE_READ_DATABASE_URL) it may be a little behind the primary's:
+	// still a correct condition, if one more likely to fail.
 	Position int64 `json:"position" example:"1042" format:"int64" binding:"required"`
 } //@name QueryEventsPage
 

@@ -535,7 +535,9 @@ type QueryEventsPage struct {
 
 	// Position The highest offset this read covers: every matching event at or below
 	// it is in this page or an earlier one. Use the last page's position as
-	// the after of a condition.
+	// the after of a condition. Read from a hot standby
+	// (FSTORE_READ_DATABASE_URL) it may be a little behind the primary's:
+	// still a correct condition, if one more likely to fail.
 	//
 	// Example: 1042
 	Position int64 `json:"position"`
@@ -957,7 +959,7 @@ type ClientInterface interface {
 
 	// ReadEvents Read events
 	//
-	// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither). Page with after: it never skips an event, even one whose transaction commits late.
+	// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither). Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
 	//
 	// Corresponds with GET /v1/events (the `ReadEvents` operationId).
 	ReadEvents(ctx context.Context, params *ReadEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1302,7 +1304,7 @@ func (c *Client) RegisterEventType(ctx context.Context, decider string, body Reg
 
 // ReadEvents Read events
 //
-// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither). Page with after: it never skips an event, even one whose transaction commits late.
+// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither). Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
 //
 // Corresponds with GET /v1/events (the `ReadEvents` operationId).
 func (c *Client) ReadEvents(ctx context.Context, params *ReadEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3106,7 +3108,7 @@ type ClientWithResponsesInterface interface {
 
 	// ReadEventsWithResponse Read events
 	//
-	// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither). Page with after: it never skips an event, even one whose transaction commits late.
+	// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither). Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5382,7 +5384,7 @@ func (c *ClientWithResponses) RegisterEventTypeWithResponse(ctx context.Context,
 
 // ReadEventsWithResponse Read events
 //
-// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither). Page with after: it never skips an event, even one whose transaction commits late.
+// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither). Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -118,7 +118,7 @@ export interface paths {
         };
         /**
          * Read events
-         * @description Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither). Page with after: it never skips an event, even one whose transaction commits late.
+         * @description Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither). Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
          */
         get: operations["readEvents"];
         put?: never;
@@ -926,7 +926,9 @@ export interface components {
              * Format: int64
              * @description The highest offset this read covers: every matching event at or below
              *     it is in this page or an earlier one. Use the last page's position as
-             *     the after of a condition.
+             *     the after of a condition. Read from a hot standby
+             *     (FSTORE_READ_DATABASE_URL) it may be a little behind the primary's:
+             *     still a correct condition, if one more likely to fail.
              * @example 1042
              */
             position: number;
