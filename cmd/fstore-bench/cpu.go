@@ -15,14 +15,18 @@ import (
 // the bench's PostgreSQL (its postmaster's processes): a cost per operation
 // that other load on a shared machine moves far less than a rate.
 type cpuMeter struct {
-	api, postmaster int
+	procs      []int
+	postmaster int
 }
 
-// newCPUMeter meters api and the server of dbURL, when that server is the
-// throwaway cluster of scripts/pg.sh (its socket folder holds its data);
-// otherwise only the API.
-func newCPUMeter(dbURL string, api *apiProcess) cpuMeter {
-	m := cpuMeter{api: api.cmd.Process.Pid}
+// newCPUMeter meters procs (fstore processes) and the server of dbURL, when
+// that server is the throwaway cluster of scripts/pg.sh (its socket folder
+// holds its data); otherwise only procs.
+func newCPUMeter(dbURL string, procs ...*apiProcess) cpuMeter {
+	var m cpuMeter
+	for _, p := range procs {
+		m.procs = append(m.procs, p.cmd.Process.Pid)
+	}
 	if cfg, err := pgconn.ParseConfig(dbURL); err == nil {
 		if b, err := os.ReadFile(filepath.Join(cfg.Host, "data", "postmaster.pid")); err == nil {
 			m.postmaster, _ = strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
@@ -31,10 +35,10 @@ func newCPUMeter(dbURL string, api *apiProcess) cpuMeter {
 	return m
 }
 
-// total is the CPU time used so far by the API and the server's processes
-// alive now (the API's pooled connections live as long as it does).
+// total is the CPU time used so far by the processes and the server's
+// processes alive now (pooled connections live as long as their process).
 func (m cpuMeter) total() time.Duration {
-	pids := []int{m.api}
+	pids := append([]int(nil), m.procs...)
 	if m.postmaster > 0 {
 		pids = append(pids, m.postmaster)
 		entries, _ := os.ReadDir("/proc")

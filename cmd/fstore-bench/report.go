@@ -119,6 +119,8 @@ func (r report) table() string {
 		r.opts.clients, two.appends, one.appends, ratio(two.appends, one.appends), check(two.appends >= 0.9*one.appends))
 	fmt.Fprintf(&b, "| events pushed/s in the same run (from its first append to its last push) | %.0f/s | 1 + 1: %.0f/s; partitions out of order: %d and %d; repeated pushes: %d and %d | every event, in order per partition: %s |\n",
 		two.pushed, one.pushed, one.misordered, two.misordered, one.repeats, two.repeats, check(one.misordered+two.misordered == 0))
+	fmt.Fprintf(&b, "| CPU of the APIs, dispatchers and PostgreSQL per event appended and pushed, same run | %.0f µs | 1 + 1: %.0f µs → %s | — |\n",
+		two.cpu, one.cpu, ratio(two.cpu, one.cpu))
 	fmt.Fprintf(&b, "| pushes/s draining 1,000 partitions × 10 events of backlog, 2 dispatchers | %.0f/s | 1 dispatcher: %.0f/s → %s | ≥ 0.9×: %s |\n",
 		two.drain, one.drain, ratio(two.drain, one.drain), check(two.drain >= 0.9*one.drain))
 	fmt.Fprintf(&b, "| peak RSS of the API over the whole run | %.0f MiB | | < 150 MB: %s |\n", r.apiRSS, check(r.apiRSS*1.048576 < 150))

@@ -13,6 +13,7 @@ import (
 type scaleRun struct {
 	processes  int
 	appends    float64 // single-event appends/s over all APIs, 32 clients split between them
+	cpu        float64 // CPU µs of the APIs, dispatchers and PostgreSQL per event appended and pushed
 	pushed     float64 // events pushed/s in that run, from its first append to its last push
 	drain      float64 // pushes/s draining a backlog of 1,000 partitions × 10 events
 	misordered int     // partitions whose pushes went back to an earlier offset
@@ -30,8 +31,8 @@ func scaleBench(ctx context.Context, o options, dbURL string) ([2]scaleRun, erro
 		if err != nil {
 			return runs, fmt.Errorf("%d + %d processes: %w", n, n, err)
 		}
-		log.Printf("%d API + %d dispatcher processes: appends %.0f/s, pushed %.0f/s, drain %.0f/s, %d partitions out of order, %d repeats",
-			n, n, r.appends, r.pushed, r.drain, r.misordered, r.repeats)
+		log.Printf("%d API + %d dispatcher processes: appends %.0f/s, pushed %.0f/s (%.0f µs CPU per event), drain %.0f/s, %d partitions out of order, %d repeats",
+			n, n, r.appends, r.pushed, r.cpu, r.drain, r.misordered, r.repeats)
 		runs[i] = r
 	}
 	return runs, nil
@@ -45,6 +46,7 @@ func scaleWith(ctx context.Context, o options, dbURL string, n int) (scaleRun, e
 	}
 	defer rcv.close()
 	var clients []*client
+	var procs []*apiProcess
 	for range n {
 		api, err := startAPI(ctx, o.api, dbURL)
 		if err != nil {
@@ -57,12 +59,14 @@ func scaleWith(ctx context.Context, o options, dbURL string, n int) (scaleRun, e
 			return r, err
 		}
 		defer d.stop()
+		procs = append(procs, api, d)
 	}
+	cpu := newCPUMeter(dbURL, procs...)
 	live := fmt.Sprintf("scale_%d_live", n)
 	if _, err := clients[0].do("PUT", "/v1/views/"+live, fmt.Appendf(nil, `{"edge_function_url":%q}`, rcv.url), 201); err != nil {
 		return r, err
 	}
-	start := time.Now()
+	start, cpu0 := time.Now(), cpu.total()
 	appended, elapsed, err := splitAppends(clients, o.clients, o.duration)
 	if err != nil {
 		return r, err
@@ -72,6 +76,7 @@ func scaleWith(ctx context.Context, o options, dbURL string, n int) (scaleRun, e
 		return r, err
 	}
 	r.pushed = float64(appended) / time.Since(start).Seconds()
+	r.cpu = perOp(cpu.total()-cpu0, appended)
 	if _, err := clients[0].do("DELETE", "/v1/views/"+live, nil, 204); err != nil {
 		return r, err
 	}
