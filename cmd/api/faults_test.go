@@ -163,9 +163,9 @@ func TestInstancesStartTogether(t *testing.T) {
 	var rows, distinct int
 	require.NoError(t, conn.QueryRow(t.Context(), `SELECT count(*), count(DISTINCT version) FROM fstore_schema_migrations`).Scan(&rows, &distinct))
 	assert.Equal(t, distinct, rows, "each migration recorded once")
-	latest, err := store.LatestVersion(fstoresql.Migrations)
+	ms, err := store.LoadMigrations(fstoresql.Migrations)
 	require.NoError(t, err)
-	assert.Equal(t, latest, distinct, "every migration applied")
+	assert.Equal(t, len(ms), distinct, "every migration applied") // versions may have gaps
 }
 
 // SIGTERM while 8 clients append: the API finishes what it accepted and
