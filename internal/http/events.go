@@ -250,12 +250,13 @@ func (s *Server) appendBatch(w http.ResponseWriter, r *http.Request) {
 // readEvents godoc
 //
 //	@Summary		Read events
-//	@Description	Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither). Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
+//	@Description	Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither); with tag (repeatable), only those that carry every tag given. Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
 //	@Tags			events
 //	@ID				readEvents
 //	@Produce		json
 //	@Param			decider		query		string	false	"Decider name"
 //	@Param			decider_id	query		string	false	"Stream key (needs decider)"
+//	@Param			tag			query		[]string	false	"A tag the events must carry; repeat it for several (all must be present), at most 100"	collectionFormat(multi)
 //	@Param			after		query		integer	false	"Exclusive offset cursor"	minimum(0)	default(0)	format(int64)
 //	@Param			limit		query		integer	false	"Page size"					minimum(1)	maximum(10000)	default(1000)
 //	@Success		200			{object}	eventsPage
@@ -277,6 +278,16 @@ func (s *Server) readEvents(w http.ResponseWriter, r *http.Request) {
 			errs = append(errs, FieldError{Field: "decider_id", Message: nameRule})
 		case !q.Has("decider"):
 			errs = append(errs, FieldError{Field: "decider_id", Message: "needs decider: a stream is (decider, decider_id)"})
+		}
+	}
+	rq.Tags = q["tag"]
+	if len(rq.Tags) > maxQueryTags {
+		errs = append(errs, FieldError{Field: "tag", Message: fmt.Sprintf("must be given at most %d times", maxQueryTags)})
+	}
+	for _, t := range rq.Tags {
+		if !validName(t) {
+			errs = append(errs, FieldError{Field: "tag", Message: nameRule})
+			break
 		}
 	}
 	var fe *FieldError

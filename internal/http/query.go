@@ -14,22 +14,26 @@ import (
 const (
 	maxQueryItems   = 100
 	maxQueryTypes   = 100
+	maxQueryTags    = 100
 	maxQueryMatches = 20
 )
 
-// eventQuery selects events by type and payload (dynamic consistency
-// boundaries). Items are OR-ed.
+// eventQuery selects events by type, tags and payload (dynamic consistency
+// boundaries): the query of the DCB specification. Items are OR-ed.
 type eventQuery struct {
 	// 1 to 100 alternatives: an event matches the query when it matches one.
 	Items []queryItem `json:"items" binding:"required,min=1,max=100"`
 } //@name EventQuery
 
-// queryItem matches an event whose type is one of types (when given) and
-// whose data contains every one of matches (when given). {} matches every
-// event.
+// queryItem matches an event whose type is one of types (when given), that
+// carries every one of tags (when given) and whose data contains every one
+// of matches (when given): the query item of the DCB specification, with
+// matches besides. {} matches every event.
 type queryItem struct {
 	// Event types, OR-ed. Omit to match any type.
 	Types []string `json:"types,omitempty" binding:"omitempty,min=1,max=100" example:"copy_lent,copy_returned"`
+	// Tags the event must all carry, AND-ed (1 to 100). Omit to match any tags.
+	Tags []string `json:"tags,omitempty" minItems:"1" maxItems:"100" example:"copy:c-1"`
 	// JSON objects the event's data must contain (PostgreSQL's @>), AND-ed:
 	// {"copy_id": "c-1"} matches data with that field and value, whatever
 	// else it holds. Omit to match any data.
@@ -87,6 +91,14 @@ func (q *eventQuery) toStore(prefix string) (store.Query, []FieldError) {
 				bad(fmt.Sprintf("%stypes[%d]", at, j), nameRule)
 			}
 		}
+		if it.Tags != nil && (len(it.Tags) == 0 || len(it.Tags) > maxQueryTags) {
+			bad(at+"tags", fmt.Sprintf("must have 1 to %d tags; omit it to match any tags", maxQueryTags))
+		}
+		for j, t := range it.Tags {
+			if !validName(t) {
+				bad(fmt.Sprintf("%stags[%d]", at, j), nameRule)
+			}
+		}
 		if it.Matches != nil && (len(it.Matches) == 0 || len(it.Matches) > maxQueryMatches) {
 			bad(at+"matches", fmt.Sprintf("must have 1 to %d objects; omit it to match any data", maxQueryMatches))
 		}
@@ -95,7 +107,7 @@ func (q *eventQuery) toStore(prefix string) (store.Query, []FieldError) {
 				bad(fmt.Sprintf("%smatches[%d]", at, j), msg)
 			}
 		}
-		out.Items[i] = store.QueryItem{Types: it.Types, Matches: it.Matches}
+		out.Items[i] = store.QueryItem{Types: it.Types, Tags: it.Tags, Matches: it.Matches}
 	}
 	return out, errs
 }
@@ -117,8 +129,8 @@ func checkMatch(m json.RawMessage) string {
 
 // queryEvents godoc
 //
-//	@Summary		Query events by type and payload
-//	@Description	The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed and matches (JSON containment on data) AND-ed. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+//	@Summary		Query events by type, tags and payload
+//	@Description	The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
 //	@Tags			events
 //	@ID				queryEvents
 //	@Accept			json

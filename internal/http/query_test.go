@@ -129,7 +129,7 @@ func TestQueryValidation(t *testing.T) {
 		"match with NUL":    {`{"query":{"items":[{"matches":[{"a":"\u0000"}]}]}}`, "query.items[0].matches[0]"},
 		"negative after":    {map[string]any{"query": copyQuery("c"), "after": -1}, "after"},
 		"limit too large":   {map[string]any{"query": copyQuery("c"), "limit": 10001}, "limit"},
-		"unknown item key":  {q(item("tags", []string{"x"})), ""},
+		"unknown item key":  {q(item("tagz", []string{"x"})), ""},
 		"types not a list":  {q(item("types", "copy_lent")), ""},
 		"too many items":    {q(make([]any, 101)...), "query.items"},
 		"unknown top field": {map[string]any{"query": copyQuery("c"), "before": 3}, ""},

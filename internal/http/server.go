@@ -135,7 +135,7 @@ func (s *Server) Handler() http.Handler {
 		// Reading and consuming: any key.
 		r.With(none).Get("/deciders", s.listDeciders)
 		r.With(none).Get("/deciders/{decider}", s.getDecider)
-		r.With(queryParams("decider", "decider_id", "after", "limit")).Get("/events", s.readEvents)
+		r.With(queryParams("decider", "decider_id", "tag", "after", "limit")).Get("/events", s.readEvents)
 		r.With(queryParams("decider", "decider_id")).Get("/events/last", s.lastEvent)
 		r.With(none).Get("/events/{event_id}", s.getEvent)
 		r.With(none).Post("/events/query", s.queryEvents)

@@ -27,16 +27,91 @@ const (
 	groupTimeout = 30 * time.Second
 )
 
-type coalescer struct {
-	s     *Store
-	queue chan *pendingAppend
+// batcher hands whatever is queued when a worker is free to one call of
+// group: the grouping shared by single appends and conditional appends.
+type batcher[P any] struct {
+	queue chan P
 	max   int
 	quit  chan struct{}
 	wg    sync.WaitGroup
 	// mu guards closed: nothing is queued once close has begun, so the
-	// workers' final drain answers every queued append.
+	// workers' final drain answers every queued item.
 	mu     sync.RWMutex
 	closed bool
+	// group stores a group and returns what it leaves to alone, which runs
+	// in the wait group too: close must wait for it before the pool closes.
+	group func([]P) []P
+	alone func(P)
+}
+
+func newBatcher[P any](workers, maxGroup int, group func([]P) []P, alone func(P)) *batcher[P] {
+	b := &batcher[P]{queue: make(chan P, workers*maxGroup), max: maxGroup, quit: make(chan struct{}),
+		group: group, alone: alone}
+	for range workers {
+		b.wg.Go(b.run)
+	}
+	return b
+}
+
+// submit queues p; it returns false when the batcher is closed (the caller
+// then runs p alone) or ctx ended first.
+func (b *batcher[P]) submit(ctx context.Context, p P) (bool, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return false, nil
+	}
+	select {
+	case b.queue <- p:
+		return true, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
+
+func (b *batcher[P]) run() {
+	for {
+		var first P
+		select {
+		case first = <-b.queue:
+		case <-b.quit:
+			b.drain()
+			return
+		}
+		group := []P{first}
+	collect:
+		for len(group) < b.max {
+			select {
+			case p := <-b.queue:
+				group = append(group, p)
+			default:
+				break collect
+			}
+		}
+		for _, p := range b.group(group) {
+			b.wg.Go(func() { b.alone(p) })
+		}
+	}
+}
+
+// drain answers what is still queued at close, one at a time, alone.
+func (b *batcher[P]) drain() {
+	for {
+		select {
+		case p := <-b.queue:
+			b.alone(p)
+		default:
+			return
+		}
+	}
+}
+
+func (b *batcher[P]) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	close(b.quit)
+	b.wg.Wait()
 }
 
 type pendingAppend struct {
@@ -50,29 +125,26 @@ type appendOutcome struct {
 	err error
 }
 
+// coalescer groups single-event appends.
+type coalescer struct {
+	s *Store
+	b *batcher[*pendingAppend]
+}
+
 func newCoalescer(s *Store, workers, maxGroup int) *coalescer {
-	c := &coalescer{s: s, queue: make(chan *pendingAppend, workers*maxGroup), max: maxGroup, quit: make(chan struct{})}
-	for range workers {
-		c.wg.Go(c.run)
-	}
-	return c
+	return &coalescer{s: s, b: newBatcher(workers, maxGroup, s.appendGroup, s.appendAlone)}
 }
 
 // append stores one event, alone or in a group, and answers exactly as an
 // append of its own would.
 func (c *coalescer) append(ctx context.Context, ev NewEvent) (AppendResult, error) {
 	p := &pendingAppend{ctx: ctx, ev: ev, done: make(chan appendOutcome, 1)}
-	c.mu.RLock()
-	if c.closed {
-		c.mu.RUnlock()
+	queued, err := c.b.submit(ctx, p)
+	switch {
+	case err != nil:
+		return AppendResult{}, err
+	case !queued:
 		return c.s.appendSingle(ctx, ev)
-	}
-	select {
-	case c.queue <- p:
-		c.mu.RUnlock()
-	case <-ctx.Done():
-		c.mu.RUnlock()
-		return AppendResult{}, ctx.Err()
 	}
 	select {
 	case out := <-p.done:
@@ -82,52 +154,7 @@ func (c *coalescer) append(ctx context.Context, ev NewEvent) (AppendResult, erro
 	}
 }
 
-func (c *coalescer) run() {
-	for {
-		var first *pendingAppend
-		select {
-		case first = <-c.queue:
-		case <-c.quit:
-			c.drain()
-			return
-		}
-		group := []*pendingAppend{first}
-	collect:
-		for len(group) < c.max {
-			select {
-			case p := <-c.queue:
-				group = append(group, p)
-			default:
-				break collect
-			}
-		}
-		// The appends the group left to the single-event path run in the
-		// wait group too: close must wait for them before the pool closes.
-		for _, p := range c.s.appendGroup(group) {
-			c.wg.Go(func() { c.s.appendAlone(p) })
-		}
-	}
-}
-
-// drain answers what is still queued at close, one append at a time.
-func (c *coalescer) drain() {
-	for {
-		select {
-		case p := <-c.queue:
-			c.s.appendAlone(p)
-		default:
-			return
-		}
-	}
-}
-
-func (c *coalescer) close() {
-	c.mu.Lock()
-	c.closed = true
-	c.mu.Unlock()
-	close(c.quit)
-	c.wg.Wait()
-}
+func (c *coalescer) close() { c.b.close() }
 
 func (s *Store) appendAlone(p *pendingAppend) {
 	res, err := s.appendSingle(p.ctx, p.ev)

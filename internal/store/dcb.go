@@ -16,10 +16,12 @@ import (
 // matching the query was stored after the position its read returned. The
 // SQL side (sql/migrations/0003_dcb.sql) explains why this is race-free.
 
-// Query selects events by type and payload. Items are OR-ed; an event matches
-// an item when its type is one of Types (when given) and its data contains
-// every one of Matches (JSON containment, when given). An item with neither
-// matches every event.
+// Query selects events by type, tags and payload: the query model of the DCB
+// specification (dcb.events), with matches on data besides. Items are OR-ed;
+// an event matches an item when its type is one of Types (when given), it
+// carries every one of Tags (when given) and its data contains every one of
+// Matches (JSON containment, when given). An item with none of them matches
+// every event.
 type Query struct {
 	Items []QueryItem `json:"items"`
 }
@@ -27,6 +29,7 @@ type Query struct {
 // QueryItem is one alternative of a Query.
 type QueryItem struct {
 	Types   []string          `json:"types,omitempty"`
+	Tags    []string          `json:"tags,omitempty"`
 	Matches []json.RawMessage `json:"matches,omitempty"`
 }
 
@@ -66,8 +69,12 @@ type QueryResult struct {
 }
 
 // QueryEvents returns the events matching q with an offset above after, in
-// offset order, at most limit (1..10000), up to the read horizon.
+// offset order, at most limit (1..10000), up to the read horizon. A malformed
+// query is an error wrapping ErrInvalid.
 func (s *Store) QueryEvents(ctx context.Context, q Query, after int64, limit int) (QueryResult, error) {
+	if err := q.check(); err != nil {
+		return QueryResult{}, err
+	}
 	query, err := queryJSON(q)
 	if err != nil {
 		return QueryResult{}, err
@@ -81,13 +88,7 @@ func (s *Store) QueryEvents(ctx context.Context, q Query, after int64, limit int
 	}
 	position := horizon - 1
 	if !served {
-		// The position first, in its own statement: the read's snapshot then
-		// sees every event at or below it.
-		if err := s.pool.QueryRow(ctx, `SELECT query_position()`).Scan(&position); err != nil {
-			return QueryResult{}, interpretError(err)
-		}
-		evs, err = s.queryEvents(ctx, `SELECT `+eventColumns+` FROM query_events($1, $2, $3, $4)`, query, after, limit, position)
-		if err != nil {
+		if position, evs, err = s.queryPrimary(ctx, q, query, after, limit); err != nil {
 			return QueryResult{}, err
 		}
 	}
@@ -96,6 +97,38 @@ func (s *Store) QueryEvents(ctx context.Context, q Query, after int64, limit int
 		res.Position, res.More = evs[len(evs)-1].Offset, true
 	}
 	return res, nil
+}
+
+// queryPrimary reads a query's events on the primary, with the position
+// they were read up to, in one round trip: the position first, in a
+// statement of its own, so that the read's snapshot sees every event at or
+// below it; the read takes it from the transaction-local setting the first
+// one made. A tag query is answered by fstore_tag_events (0007).
+func (s *Store) queryPrimary(ctx context.Context, q Query, query string, after int64, limit int) (int64, []Event, error) {
+	b := &pgx.Batch{}
+	b.Queue(`SELECT set_config('fstore.position', query_position()::text, true)::bigint`)
+	if t, ok := q.tagQuery(); ok {
+		b.Queue(`SELECT `+eventColumns+` FROM fstore_tag_events(`+tagQueryParams+`, $7::bigint,
+			current_setting('fstore.position')::bigint, $8::int)`, append(t.args(), after, limit)...)
+	} else {
+		b.Queue(`SELECT `+eventColumns+` FROM query_events($1, $2, $3, current_setting('fstore.position')::bigint)`,
+			query, after, limit)
+	}
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	var position int64
+	if err := br.QueryRow().Scan(&position); err != nil {
+		return 0, nil, interpretError(err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return 0, nil, interpretError(err)
+	}
+	evs, err := collectEvents(rows)
+	if err != nil {
+		return 0, nil, interpretError(err)
+	}
+	return position, evs, nil
 }
 
 // queryJSON is q as JSON text: a string, which every query mode a
@@ -109,42 +142,57 @@ func queryJSON(q Query) (string, error) {
 // AppendEventsIf is AppendEvents on a condition: nothing is stored, and the
 // error is a *ConditionError, when an event matching cond.Query has an offset
 // above cond.After. A retry of an append that succeeded (every event stored
-// already, identical) returns the stored events without checking again.
+// already, identical) returns the stored events without checking again. A
+// malformed query is an error wrapping ErrInvalid.
+//
+// Conditional appends that arrive together are stored in one transaction
+// (dcbgroup.go), each answered as if it had run alone.
 func (s *Store) AppendEventsIf(ctx context.Context, evs []NewEvent, cond Condition) (AppendResult, error) {
+	if err := cond.Query.check(); err != nil {
+		return AppendResult{}, err
+	}
+	if len(evs) == 0 {
+		return AppendResult{Events: []Event{}}, nil
+	}
 	query, err := queryJSON(cond.Query)
 	if err != nil {
 		return AppendResult{}, err
 	}
-	// A conditional append waits for the unconditional writers below its
-	// offsets; one of them waiting for it in turn (the same stream, the same
-	// event_id) is a deadlock PostgreSQL breaks by cancelling one. Either is
-	// answered correctly by running again.
-	res, err := retryDeadlocks(func() (AppendResult, error) { return s.appendIf(ctx, evs, query, cond.After) })
+	res, err := s.conditionals.append(ctx, &pendingConditional{ctx: ctx, evs: evs, cond: cond, query: query,
+		done: make(chan appendOutcome, 1)})
 	if err == nil && res.Created {
 		s.watch.bump()
 	}
 	return res, err
 }
 
+// appendIfAlone is a conditional append in a transaction of its own.
+func (s *Store) appendIfAlone(ctx context.Context, evs []NewEvent, query string, after int64) (AppendResult, error) {
+	// A conditional append waits for the unconditional writers below its
+	// offsets; one of them waiting for it in turn (the same stream, the same
+	// event_id) is a deadlock PostgreSQL breaks by cancelling one. Either is
+	// answered correctly by running again.
+	return retryDeadlocks(func() (AppendResult, error) { return s.appendIf(ctx, evs, query, after) })
+}
+
 // The steps of a conditional append around its INSERT (0003_dcb.sql).
 const (
-	conditionLockSQL   = `SELECT fstore_condition_lock($1, $2, $3::text[]::jsonb[])`
+	conditionLockSQL   = `SELECT fstore_condition_lock($1, $2, $3::text[]::jsonb[], $4::text[])`
 	conditionAssertSQL = `SELECT fstore_condition_assert($1, $2, $3::text[]::uuid[])`
 )
 
 func (s *Store) appendIf(ctx context.Context, evs []NewEvent, query string, after int64) (AppendResult, error) {
-	if len(evs) == 0 {
-		return AppendResult{Events: []Event{}}, nil
-	}
 	types, data := make([]string, len(evs)), make([]string, len(evs))
 	ids := make([]string, len(evs)) // text, as every query mode sends it
+	tags := []string{}
 	for i, e := range evs {
 		types[i], data[i], ids[i] = e.Event, string(e.Data), e.EventID.String()
+		tags = append(tags, e.Tags...)
 	}
 	// One round trip: the three statements run in the implicit transaction
 	// of one pipeline, which a failing statement rolls back whole.
 	b := &pgx.Batch{}
-	b.Queue(conditionLockSQL, query, types, data)
+	b.Queue(conditionLockSQL, query, types, data, tags)
 	b.Queue(appendBatchSQL, columns(evs)...)
 	b.Queue(conditionAssertSQL, query, after, ids)
 	res, err := s.runConditional(ctx, b, evs, after)
@@ -156,7 +204,7 @@ func (s *Store) appendIf(ctx context.Context, evs []NewEvent, query string, afte
 	}
 	// The insert was refused: find which event, and tell a retry from a
 	// conflict, one event per statement.
-	return s.appendIfOneByOne(ctx, evs, query, after, types, data, ids)
+	return s.appendIfOneByOne(ctx, evs, query, after, types, data, tags, ids)
 }
 
 func (s *Store) runConditional(ctx context.Context, b *pgx.Batch, evs []NewEvent, after int64) (AppendResult, error) {
@@ -196,10 +244,10 @@ func conditionError(err error, after int64) error {
 
 // appendIfOneByOne is appendOneByOne on a condition.
 func (s *Store) appendIfOneByOne(ctx context.Context, evs []NewEvent, query string, after int64,
-	types, data, ids []string) (AppendResult, error) {
+	types, data, tags, ids []string) (AppendResult, error) {
 	var res AppendResult
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, conditionLockSQL, query, types, data); err != nil {
+		if _, err := tx.Exec(ctx, conditionLockSQL, query, types, data, tags); err != nil {
 			return interpretError(err)
 		}
 		var err error

@@ -333,9 +333,11 @@ func isSentinel(err error) bool {
 
 // ReadQuery selects events to read. With Decider and DeciderID: one stream.
 // With Decider alone: every stream of that decider. With neither: the log.
+// With Tags, only the events that carry every one of them.
 type ReadQuery struct {
 	Decider   string
 	DeciderID string
+	Tags      []string
 	// After is an exclusive offset cursor.
 	After int64
 	// Limit bounds the number of events returned (1..10000).
@@ -351,6 +353,9 @@ type ReadQuery struct {
 // the whole log may be read on the standby (WithReadReplica), a little
 // behind the primary.
 func (s *Store) ReadEvents(ctx context.Context, q ReadQuery) ([]Event, error) {
+	if len(q.Tags) > 0 {
+		return s.readTagged(ctx, q)
+	}
 	if q.DeciderID == "" {
 		sql, args := `SELECT `+eventColumns+` FROM read_events($1, $2)`, []any{q.After, q.Limit}
 		if q.Decider != "" {
@@ -371,6 +376,44 @@ func (s *Store) ReadEvents(ctx context.Context, q ReadQuery) ([]Event, error) {
 // queryEvents runs a query of events on the primary.
 func (s *Store) queryEvents(ctx context.Context, sql string, args ...any) ([]Event, error) {
 	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, interpretError(err)
+	}
+	evs, err := collectEvents(rows)
+	if err != nil {
+		return nil, interpretError(err)
+	}
+	return evs, nil
+}
+
+// readTagged is ReadEvents with tags. A decider or the log is read below the
+// read horizon: on a standby, one sampled on the primary (fromStandby); on
+// the primary, taken in a statement of its own before the read (as
+// read_events does), in the same round trip: the read takes it from the
+// transaction-local setting the first statement made.
+func (s *Store) readTagged(ctx context.Context, q ReadQuery) ([]Event, error) {
+	tags := NormalizeTags(q.Tags)
+	if q.DeciderID != "" {
+		return s.queryEvents(ctx, `SELECT `+eventColumns+` FROM events WHERE decider = $1::text AND decider_id = $2::text
+			AND "offset" > $3::bigint AND tags <> '{}' AND tags @> $4::text[] ORDER BY "offset" LIMIT $5::int`,
+			q.Decider, q.DeciderID, q.After, tags, q.Limit)
+	}
+	const below = `SELECT ` + eventColumns + ` FROM events WHERE "offset" > $1::bigint
+			AND "offset" < %s AND tags <> '{}' AND tags @> $2::text[]
+			AND ($3::text = '' OR decider = $3::text) ORDER BY "offset" LIMIT $4::int`
+	args := []any{q.After, tags, q.Decider, q.Limit}
+	if evs, _, served, err := s.fromStandby(ctx, fmt.Sprintf(below, `(SELECT fstore_read_horizon())`), args...); served || err != nil {
+		return evs, err
+	}
+	b := &pgx.Batch{}
+	b.Queue(`SELECT set_config('fstore.horizon', fstore_read_horizon()::text, true)`)
+	b.Queue(fmt.Sprintf(below, `current_setting('fstore.horizon')::bigint`), args...)
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, interpretError(err)
+	}
+	rows, err := br.Query()
 	if err != nil {
 		return nil, interpretError(err)
 	}

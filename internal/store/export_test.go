@@ -7,19 +7,23 @@ package store
 // counts them) are stored as one group.
 func PauseAppends(s *Store) (queued func() int, start func()) {
 	s.appends.close()
-	c := &coalescer{s: s, queue: make(chan *pendingAppend, coalescerMaxGroup), max: coalescerMaxGroup,
-		quit: make(chan struct{})}
-	s.appends = c
-	return func() int { return len(c.queue) }, func() { c.wg.Go(c.run) }
+	b := &batcher[*pendingAppend]{queue: make(chan *pendingAppend, coalescerMaxGroup), max: coalescerMaxGroup,
+		quit: make(chan struct{}), group: s.appendGroup, alone: s.appendAlone}
+	s.appends = &coalescer{s: s, b: b}
+	return func() int { return len(b.queue) }, func() { b.wg.Go(b.run) }
 }
 
 // Closing reports whether s.Close has begun.
 func Closing(s *Store) bool {
-	s.appends.mu.RLock()
-	defer s.appends.mu.RUnlock()
-	return s.appends.closed
+	s.appends.b.mu.RLock()
+	defer s.appends.b.mu.RUnlock()
+	return s.appends.b.closed
 }
 
 // Queries counts the statements s has sent: each takes a connection from
 // the pool once.
 func Queries(s *Store) int64 { return s.pool.Stat().AcquireCount() }
+
+// ConditionalGroups returns how many groups of conditional appends s has
+// stored in one statement each.
+func ConditionalGroups(s *Store) int64 { return s.conditionals.groups.Load() }

@@ -35,10 +35,11 @@ import (
 // Store is fstore's storage over one PostgreSQL connection pool. It keeps no
 // state besides the pool, so any number of processes may share a database.
 type Store struct {
-	pool    *pgxpool.Pool
-	replica *replica // nil: every read goes to the primary
-	appends *coalescer
-	watch   *logWatcher
+	pool         *pgxpool.Pool
+	replica      *replica // nil: every read goes to the primary
+	appends      *coalescer
+	conditionals *conditionals
+	watch        *logWatcher
 }
 
 // DefaultMaxConns is the pool size used when the connection string does not
@@ -82,6 +83,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		}
 	}
 	s.appends = newCoalescer(s, coalescerWorkers, coalescerMaxGroup)
+	s.conditionals = newConditionals(s)
 	s.watch = newLogWatcher(s)
 	return s, nil
 }
@@ -90,6 +92,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 // connections in use to be returned.
 func (s *Store) Close() {
 	s.appends.close()
+	s.conditionals.close()
 	s.pool.Close()
 	if s.replica != nil {
 		s.replica.pool.Close()

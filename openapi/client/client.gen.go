@@ -560,6 +560,11 @@ type QueryItem struct {
 	// else it holds. Omit to match any data.
 	Matches *[]map[string]interface{} `json:"matches,omitempty"`
 
+	// Tags Tags the event must all carry, AND-ed (1 to 100). Omit to match any tags.
+	//
+	// Example: ["copy:c-1"]
+	Tags *[]string `json:"tags,omitempty"`
+
 	// Types Event types, OR-ed. Omit to match any type.
 	//
 	// Example: ["copy_lent","copy_returned"]
@@ -773,6 +778,9 @@ type ReadEventsParams struct {
 	// DeciderId Stream key (needs decider)
 	DeciderId *string `form:"decider_id,omitempty" json:"decider_id,omitempty"`
 
+	// Tag A tag the events must carry; repeat it for several (all must be present), at most 100
+	Tag *[]string `form:"tag,omitempty" json:"tag,omitempty"`
+
 	// After Exclusive offset cursor
 	After *int64 `form:"after,omitempty" json:"after,omitempty"`
 
@@ -959,7 +967,7 @@ type ClientInterface interface {
 
 	// ReadEvents Read events
 	//
-	// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither). Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
+	// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither); with tag (repeatable), only those that carry every tag given. Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
 	//
 	// Corresponds with GET /v1/events (the `ReadEvents` operationId).
 	ReadEvents(ctx context.Context, params *ReadEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1007,18 +1015,18 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/events/last (the `GetLastEvent` operationId).
 	GetLastEvent(ctx context.Context, params *GetLastEventParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// QueryEventsWithBody Query events by type and payload
+	// QueryEventsWithBody Query events by type, tags and payload
 	//
-	// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed and matches (JSON containment on data) AND-ed. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+	// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
 	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/events/query (the `QueryEvents` operationId).
 	QueryEventsWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// QueryEvents Query events by type and payload
+	// QueryEvents Query events by type, tags and payload
 	//
-	// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed and matches (JSON containment on data) AND-ed. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+	// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1304,7 +1312,7 @@ func (c *Client) RegisterEventType(ctx context.Context, decider string, body Reg
 
 // ReadEvents Read events
 //
-// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither). Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
+// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither); with tag (repeatable), only those that carry every tag given. Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
 //
 // Corresponds with GET /v1/events (the `ReadEvents` operationId).
 func (c *Client) ReadEvents(ctx context.Context, params *ReadEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1412,9 +1420,9 @@ func (c *Client) GetLastEvent(ctx context.Context, params *GetLastEventParams, r
 	return c.Client.Do(req)
 }
 
-// QueryEventsWithBody Query events by type and payload
+// QueryEventsWithBody Query events by type, tags and payload
 //
-// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed and matches (JSON containment on data) AND-ed. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
 //
 // Takes any type of body and a specified content type.
 //
@@ -1431,9 +1439,9 @@ func (c *Client) QueryEventsWithBody(ctx context.Context, contentType string, bo
 	return c.Client.Do(req)
 }
 
-// QueryEvents Query events by type and payload
+// QueryEvents Query events by type, tags and payload
 //
-// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed and matches (JSON containment on data) AND-ed. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2055,6 +2063,18 @@ func NewReadEventsRequest(server string, params *ReadEventsParams) (*http.Reques
 		if params.DeciderId != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "decider_id", *params.DeciderId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Tag != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "tag", *params.Tag, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "array", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -3108,7 +3128,7 @@ type ClientWithResponsesInterface interface {
 
 	// ReadEventsWithResponse Read events
 	//
-	// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither). Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
+	// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither); with tag (repeatable), only those that carry every tag given. Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3160,18 +3180,18 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/events/last (the `GetLastEvent` operationId).
 	GetLastEventWithResponse(ctx context.Context, params *GetLastEventParams, reqEditors ...RequestEditorFn) (*GetLastEventResponse, error)
 
-	// QueryEventsWithBodyWithResponse Query events by type and payload
+	// QueryEventsWithBodyWithResponse Query events by type, tags and payload
 	//
-	// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed and matches (JSON containment on data) AND-ed. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+	// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/events/query (the `QueryEvents` operationId).
 	QueryEventsWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*QueryEventsResponse, error)
 
-	// QueryEventsWithResponse Query events by type and payload
+	// QueryEventsWithResponse Query events by type, tags and payload
 	//
-	// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed and matches (JSON containment on data) AND-ed. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+	// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5384,7 +5404,7 @@ func (c *ClientWithResponses) RegisterEventTypeWithResponse(ctx context.Context,
 
 // ReadEventsWithResponse Read events
 //
-// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither). Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
+// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither); with tag (repeatable), only those that carry every tag given. Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5472,9 +5492,9 @@ func (c *ClientWithResponses) GetLastEventWithResponse(ctx context.Context, para
 	return ParseGetLastEventResponse(rsp)
 }
 
-// QueryEventsWithBodyWithResponse Query events by type and payload
+// QueryEventsWithBodyWithResponse Query events by type, tags and payload
 //
-// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed and matches (JSON containment on data) AND-ed. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -5487,9 +5507,9 @@ func (c *ClientWithResponses) QueryEventsWithBodyWithResponse(ctx context.Contex
 	return ParseQueryEventsResponse(rsp)
 }
 
-// QueryEventsWithResponse Query events by type and payload
+// QueryEventsWithResponse Query events by type, tags and payload
 //
-// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed and matches (JSON containment on data) AND-ed. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //

@@ -166,6 +166,18 @@ func TestGeneratedClientScenario(t *testing.T) {
 	require.NotNil(t, retried.JSON200, "%s", retried.Body)
 	assert.Zero(t, retried.JSON200.Retried)
 
+	// By tag: a query item's tags, and the log read with tag=.
+	tagged, err := c.QueryEventsWithResponse(ctx, client.QueryEventsRequest{Query: client.EventQuery{
+		Items: []client.QueryItem{{Types: &[]string{"placed"}, Tags: &[]string{"customer:c-7"}}}}})
+	require.NoError(t, err)
+	require.NotNil(t, tagged.JSON200, "%s", tagged.Body)
+	require.Len(t, tagged.JSON200.Events, 1)
+	assert.Equal(t, first, tagged.JSON200.Events[0].EventId)
+	byTag, err := c.ReadEventsWithResponse(ctx, &client.ReadEventsParams{Tag: &[]string{"order:o-1", "customer:c-7"}})
+	require.NoError(t, err)
+	require.NotNil(t, byTag.JSON200, "%s", byTag.Body)
+	require.Len(t, byTag.JSON200.Events, 1)
+
 	// A decision across streams: query, then append on its position.
 	shipped := client.EventQuery{Items: []client.QueryItem{{Types: &[]string{"shipped"}}}}
 	q, err := c.QueryEventsWithResponse(ctx, client.QueryEventsRequest{Query: shipped})

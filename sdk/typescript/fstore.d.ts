@@ -118,7 +118,7 @@ export interface paths {
         };
         /**
          * Read events
-         * @description Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither). Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
+         * @description Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither); with tag (repeatable), only those that carry every tag given. Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
          */
         get: operations["readEvents"];
         put?: never;
@@ -198,8 +198,8 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Query events by type and payload
-         * @description The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed and matches (JSON containment on data) AND-ed. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+         * Query events by type, tags and payload
+         * @description The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
          */
         post: operations["queryEvents"];
         delete?: never;
@@ -954,6 +954,13 @@ export interface components {
                 [key: string]: unknown;
             }[];
             /**
+             * @description Tags the event must all carry, AND-ed (1 to 100). Omit to match any tags.
+             * @example [
+             *       "copy:c-1"
+             *     ]
+             */
+            tags?: string[];
+            /**
              * @description Event types, OR-ed. Omit to match any type.
              * @example [
              *       "copy_lent",
@@ -1458,6 +1465,8 @@ export interface operations {
                 decider?: string;
                 /** @description Stream key (needs decider) */
                 decider_id?: string;
+                /** @description A tag the events must carry; repeat it for several (all must be present), at most 100 */
+                tag?: string[];
                 /** @description Exclusive offset cursor */
                 after?: number;
                 /** @description Page size */

@@ -44,14 +44,18 @@ export async function scenario(baseUrl: string): Promise<void> {
     after = page.data.next_after;
   }
 
+  // Read by tags: every event carrying both.
+  const tagged = await api.GET("/v1/events", { params: { query: { tag: ["order:o-1", "customer:c-7"] } } });
+  console.log("tagged", tagged.data?.events.length);
+
   // A decision across streams: query, then append on its position.
-  const query = { items: [{ types: ["placed"], matches: [{ n: 1 }] }] };
+  const query = { items: [{ types: ["placed"], tags: ["customer:c-7"] }, { types: ["placed"], matches: [{ n: 1 }] }] };
   const read = await api.POST("/v1/events/query", { body: { query, limit: 100 } });
   const position: number = read.data?.position ?? 0;
   const decided = await api.POST("/v1/events/batch", {
     body: {
       events: [{ event: "placed", event_id: crypto.randomUUID(), decider: "order", decider_id: "o-9",
-                 data: { n: 1 }, command_id: crypto.randomUUID(), previous_id: null }],
+                 data: { n: 1 }, command_id: crypto.randomUUID(), previous_id: null, tags: ["customer:c-7"] }],
       condition: { query, after: position },
     },
   });
