@@ -82,6 +82,14 @@ func appendEvent(buf []byte, id uuid.UUID, stream string, n int, prev *uuid.UUID
 // size/10 new streams of 10 chained events, from workers concurrent clients.
 // It returns events per second.
 func batchLoad(c *client, total, size, workers int) (float64, error) {
+	return batchLoadOf(c, total, size, workers, appendEvent)
+}
+
+// eventBody writes the JSON of one event to append.
+type eventBody func(buf []byte, id uuid.UUID, stream string, n int, prev *uuid.UUID) []byte
+
+// batchLoadOf is batchLoad with events written by body.
+func batchLoadOf(c *client, total, size, workers int, body eventBody) (float64, error) {
 	requests := total / size
 	var next atomic.Int64
 	errs := make(chan error, workers)
@@ -100,7 +108,7 @@ func batchLoad(c *client, total, size, workers int) (float64, error) {
 							buf = append(buf, ',')
 						}
 						id := uuid.New()
-						buf = appendEvent(buf, id, stream, i, prev)
+						buf = body(buf, id, stream, i, prev)
 						prev = &id
 					}
 				}
@@ -123,13 +131,23 @@ func batchLoad(c *client, total, size, workers int) (float64, error) {
 // singleAppends runs clients that each append one event per request to a
 // stream of their own, starting a new stream every perStream events, for d.
 func singleAppends(c *client, clients, perStream int, d time.Duration) (float64, error) {
-	n, elapsed, err := countedAppends(c, clients, perStream, d)
+	return singleAppendsOf(c, clients, perStream, d, appendEvent)
+}
+
+// singleAppendsOf is singleAppends with events written by body.
+func singleAppendsOf(c *client, clients, perStream int, d time.Duration, body eventBody) (float64, error) {
+	n, elapsed, err := countedAppendsOf(c, clients, perStream, d, body)
 	return float64(n) / elapsed.Seconds(), err
 }
 
 // countedAppends is singleAppends returning how many appends it made and
 // how long they took.
 func countedAppends(c *client, clients, perStream int, d time.Duration) (int64, time.Duration, error) {
+	return countedAppendsOf(c, clients, perStream, d, appendEvent)
+}
+
+// countedAppendsOf is countedAppends with events written by body.
+func countedAppendsOf(c *client, clients, perStream int, d time.Duration, body eventBody) (int64, time.Duration, error) {
 	var count atomic.Int64
 	var firstErr atomic.Value
 	deadline := time.Now().Add(d)
@@ -145,7 +163,7 @@ func countedAppends(c *client, clients, perStream int, d time.Duration) (int64, 
 					stream, prev = uuid.NewString(), nil
 				}
 				id := uuid.New()
-				buf = appendEvent(buf[:0], id, stream, i, prev)
+				buf = body(buf[:0], id, stream, i, prev)
 				if _, err := c.do("POST", "/v1/events", buf, http.StatusCreated); err != nil {
 					firstErr.CompareAndSwap(nil, err)
 					return

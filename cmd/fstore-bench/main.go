@@ -26,6 +26,7 @@ type options struct {
 	duration                           time.Duration // each throughput run
 	growTo                             int           // events per stream in the growing-streams run
 	clients                            int           // concurrent clients for single appends
+	dcbStore                           int           // events in the store before the DCB figures (at least)
 	only                               []string      // run only these sections (after the load); empty: all
 	scopedLog                          int           // events the scoped section's log holds at least
 }
@@ -47,6 +48,7 @@ func main() {
 	flag.IntVar(&o.growTo, "grow", 10_000, "events per stream in the growing-streams run")
 	flag.IntVar(&o.clients, "clients", 32, "concurrent clients for single appends")
 	flag.IntVar(&o.scopedLog, "scoped-log", 2_000_000, "events the scoped views' log holds at least (appended in SQL when the store is smaller)")
+	flag.IntVar(&o.dcbStore, "dcb-store", 2_000_000, "tagged batches bring the store to this many events before the DCB figures")
 	only := flag.String("only", "", "comma-separated sections to run after the load, for development: "+
 		"single, views, seed, grow, read, consume, poll, push, hooks, scoped, dcb, scale, querymode, pooler, standby (default: all; with -only, skip -out and -readme)")
 	flag.Parse()
@@ -211,9 +213,13 @@ func run(ctx context.Context, o options) error {
 		if r.dcb, err = dcbBench(ctx, c, fstoreDB, o); err != nil {
 			return err
 		}
-		log.Printf("dcb: query p50 %s p99 %s; conditional appends %.0f/s; decisions %.0f/s (%.1f%% refused), contended %.0f/s (%.1f%% refused); appends with indexes %.0f/s, without %.0f/s; batches with %.0f/s, without %.0f/s",
-			r.dcb.query.p50, r.dcb.query.p99, r.dcb.conditional, r.dcb.decisions, 100*r.dcb.decisionsLost,
-			r.dcb.contended, 100*r.dcb.contendedLost, r.dcb.withIndexes, r.dcb.withoutIndexes, r.dcb.batchWith, r.dcb.batchWithout)
+		d := r.dcb
+		log.Printf("dcb: tagged batches %.0f events/s (plain INSERT %.0f rows/s); tag query p50 %s p99 %s, matches query p50 %s p99 %s; "+
+			"single %.0f/s, conditional %.0f/s; decisions %.0f/s (%.1f%% refused), contended %.0f/s (%.1f%% refused); "+
+			"single plain %.0f/s, tagged %.0f/s; appends with indexes %.0f/s, without %.0f/s; batches with %.0f/s, without %.0f/s",
+			d.taggedBatch, d.plainInsert, d.tagQuery.p50, d.tagQuery.p99, d.query.p50, d.query.p99, d.single, d.conditional,
+			d.decisions, 100*d.decisionsLost, d.contended, 100*d.contendedLost, d.singlePlain, d.singleTagged,
+			d.withIndexes, d.withoutIndexes, d.batchWith, d.batchWithout)
 	}
 
 	if o.want("scale") {

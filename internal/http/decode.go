@@ -143,11 +143,12 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, maxBytes int64, dst any)
 	case !utf8.Valid(body):
 		return badRequest("the request body is not valid UTF-8")
 	}
-	if json.Valid(body) {
-		if at := loneSurrogate(body); at >= 0 {
-			return badRequest("a string holds a lone UTF-16 surrogate", FieldError{Field: jsonPathAt(body, at),
-				Message: `must not contain half of a UTF-16 surrogate pair (\ud800 to \udfff alone): it is not a character`})
-		}
+	// jsonPathAt needs valid JSON; checking it only when a surrogate is
+	// found spares every body a second pass (malformed JSON is answered by
+	// the decoder below).
+	if at := loneSurrogate(body); at >= 0 && json.Valid(body) {
+		return badRequest("a string holds a lone UTF-16 surrogate", FieldError{Field: jsonPathAt(body, at),
+			Message: `must not contain half of a UTF-16 surrogate pair (\ud800 to \udfff alone): it is not a character`})
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

@@ -165,7 +165,7 @@ func (s *Server) appendEvent(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusCreated
 	}
 	w.Header().Set("Location", "/v1/events/"+res.Events[0].EventID.String())
-	writeJSON(w, status, res.Events[0])
+	writeJSON(w, status, oneEvent{&res.Events[0]})
 }
 
 // appendBatch godoc
@@ -347,7 +347,7 @@ func (s *Server) lastEvent(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, ev)
+	writeJSON(w, http.StatusOK, oneEvent{&ev})
 }
 
 // getEvent godoc
@@ -375,5 +375,5 @@ func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, ev)
+	writeJSON(w, http.StatusOK, oneEvent{&ev})
 }

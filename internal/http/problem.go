@@ -170,6 +170,18 @@ func (p *Problem) Error() string { return p.Title + ": " + p.Detail }
 // writeJSON writes v as the JSON response body.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	if a, ok := v.(jsonAppender); ok {
+		buf := buffers.Get().(*[]byte)
+		b := append(a.appendJSON((*buf)[:0]), '\n')
+		w.WriteHeader(status)
+		// JSON with its strings HTML-escaped, as encoding/json writes it.
+		_, _ = w.Write(b) //nolint:gosec // G705: application/json, not HTML
+		if cap(b) <= 1<<20 { // keep small buffers only
+			*buf = b
+			buffers.Put(buf)
+		}
+		return
+	}
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }

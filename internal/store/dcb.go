@@ -100,27 +100,22 @@ func (s *Store) QueryEvents(ctx context.Context, q Query, after int64, limit int
 }
 
 // queryPrimary reads a query's events on the primary, with the position
-// they were read up to, in one round trip: the position first, in a
-// statement of its own, so that the read's snapshot sees every event at or
-// below it; the read takes it from the transaction-local setting the first
-// one made. A tag query is answered by fstore_tag_events (0007).
+// they were read up to: the position first, read after this call began
+// (shared with the queries that need one at the same time: see positions),
+// so that the read's snapshot sees every event at or below it. A tag query
+// is answered by fstore_tag_events (0007).
 func (s *Store) queryPrimary(ctx context.Context, q Query, query string, after int64, limit int) (int64, []Event, error) {
-	b := &pgx.Batch{}
-	b.Queue(`SELECT set_config('fstore.position', query_position()::text, true)::bigint`)
+	position, err := s.positions.get(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	var rows pgx.Rows
 	if t, ok := q.tagQuery(); ok {
-		b.Queue(`SELECT `+eventColumns+` FROM fstore_tag_events(`+tagQueryParams+`, $7::bigint,
-			current_setting('fstore.position')::bigint, $8::int)`, append(t.args(), after, limit)...)
+		rows, err = s.pool.Query(ctx, `SELECT `+eventColumns+` FROM fstore_tag_events(`+tagQueryParams+`,
+			$7::bigint, $8::bigint, $9::int)`, append(t.args(), after, position, limit)...)
 	} else {
-		b.Queue(`SELECT `+eventColumns+` FROM query_events($1, $2, $3, current_setting('fstore.position')::bigint)`,
-			query, after, limit)
+		rows, err = s.pool.Query(ctx, `SELECT `+eventColumns+` FROM query_events($1, $2, $3, $4)`, query, after, limit, position)
 	}
-	br := s.pool.SendBatch(ctx, b)
-	defer br.Close()
-	var position int64
-	if err := br.QueryRow().Scan(&position); err != nil {
-		return 0, nil, interpretError(err)
-	}
-	rows, err := br.Query()
 	if err != nil {
 		return 0, nil, interpretError(err)
 	}

@@ -361,3 +361,23 @@ func TestConcurrentIdenticalRetries(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, got, 3)
 }
+
+// The append checks run once per statement (0007): a batch may name an
+// earlier event of its own as previous_id, never a later one, which would
+// put a stream's events out of offset order.
+func TestBatchNamesOnlyEarlierEventsOfItsOwn(t *testing.T) {
+	t.Parallel()
+	s := storetest.NewStore(t)
+	register(t, s, "order", "created")
+	first := ev("order", "o-1", nil)
+	second := ev("order", "o-1", &first.EventID)
+	_, err := s.AppendEvents(ctx, []store.NewEvent{second, first})
+	var appendErr *store.AppendError
+	require.ErrorAs(t, err, &appendErr)
+	assert.ErrorIs(t, err, store.ErrConcurrencyConflict)
+	assert.Equal(t, 0, appendErr.Index)
+	assert.Zero(t, countEvents(t, s), "nothing of the batch is stored")
+	res, err := s.AppendEvents(ctx, []store.NewEvent{first, second})
+	require.NoError(t, err)
+	assert.Less(t, res.Events[0].Offset, res.Events[1].Offset)
+}

@@ -39,6 +39,7 @@ type Store struct {
 	replica      *replica // nil: every read goes to the primary
 	appends      *coalescer
 	conditionals *conditionals
+	positions    *positions
 	watch        *logWatcher
 }
 
@@ -84,6 +85,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	}
 	s.appends = newCoalescer(s, coalescerWorkers, coalescerMaxGroup)
 	s.conditionals = newConditionals(s)
+	s.positions = &positions{s: s}
 	s.watch = newLogWatcher(s)
 	return s, nil
 }

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
@@ -140,4 +141,47 @@ func TestTagCondition(t *testing.T) {
 	again, err := s.QueryEvents(ctx, q, 0, 100)
 	require.NoError(t, err)
 	assert.Equal(t, []int64{res.Events[0].Offset}, offsets(again.Events))
+}
+
+// Queries share their reads of the position (positions), under concurrent
+// appends: a position covers every event at or below it (none is missed),
+// and soon covers what its caller appended (a writer still running below it
+// may hold it back a moment: the horizon waits for it).
+func TestSharedPositionsCoverWhatWasAppended(t *testing.T) {
+	t.Parallel()
+	s := storetest.NewStore(t)
+	register(t, s, "courses", courseTypes...)
+	for round := range 10 {
+		errs := make(chan error, 16)
+		for i := range 16 {
+			go func() { errs <- appendThenQuery(s, subscription(fmt.Sprintf("c-%d-%d", round, i), "s-1")) }()
+		}
+		for range 16 {
+			require.NoError(t, <-errs)
+		}
+	}
+}
+
+func appendThenQuery(s *store.Store, e store.NewEvent) error {
+	res, err := s.AppendEvents(ctx, []store.NewEvent{e})
+	if err != nil {
+		return err
+	}
+	offset := res.Events[0].Offset
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		got, err := s.QueryEvents(ctx, store.Query{Items: []store.QueryItem{tagItem(e.Tags[0])}}, 0, 10)
+		switch {
+		case err != nil:
+			return err
+		case got.Position < offset && len(got.Events) > 0:
+			return fmt.Errorf("an event above the position %d was returned: %+v", got.Position, got.Events)
+		case got.Position < offset:
+			continue
+		case len(got.Events) != 1 || got.Events[0].Offset != offset:
+			return fmt.Errorf("position %d covers offset %d, but the query returned %+v", got.Position, offset, got.Events)
+		default:
+			return nil
+		}
+	}
+	return fmt.Errorf("the position never reached offset %d", offset)
 }
