@@ -63,9 +63,17 @@ func run() error {
 		return err
 	}
 
+	tp, flushSpans, err := startup.Tracing(ctx, "fstore-api", logger)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer flush(flushSpans, logger)
+	logger.Info().Bool("exporting_spans", tp != nil).Msg("tracing set up")
+
 	api := httpapi.NewServer(st, httpapi.Options{
 		Logger: logger, APIKeys: cfg.APIKeys, MaxBodyBytes: cfg.MaxBodyBytes, SchemaVersion: version,
 		AllowPrivateURLs: cfg.AllowPrivateURLs,
+		TracerProvider:   tp,
 	})
 	srv := &http.Server{
 		Handler:           api.Handler(),
@@ -101,6 +109,15 @@ func run() error {
 	}
 	logger.Info().Msg("stopped")
 	return nil
+}
+
+// flush exports the spans still queued, for up to 5 s.
+func flush(f func(context.Context) error, logger zerolog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := f(ctx); err != nil {
+		logger.Warn().Err(err).Msg("flushing spans")
+	}
 }
 
 // servePprof serves net/http/pprof's handlers on their own loopback listener.

@@ -77,6 +77,19 @@ func run() error {
 	}()
 	logger.Info().Str("metrics", "http://"+cfg.MetricsAddr+"/metrics").Msg("fstore dispatcher running")
 
+	tp, flushSpans, err := startup.Tracing(ctx, "fstore-dispatcher", logger)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer func() {
+		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := flushSpans(flushCtx); err != nil {
+			logger.Warn().Err(err).Msg("flushing spans")
+		}
+	}()
+	logger.Info().Bool("exporting_spans", tp != nil).Msg("tracing set up")
+
 	retention := cfg.AttemptRetention
 	if retention == 0 {
 		retention = -1 // 0 in the environment: record none
@@ -84,8 +97,9 @@ func run() error {
 	d := dispatch.New(st, dispatch.Config{
 		MaxInFlight: cfg.MaxInFlight, AttemptTimeout: cfg.AttemptTimeout, MaxAttempts: cfg.MaxAttempts,
 		MaxAge: cfg.MaxAge, ShutdownTimeout: cfg.ShutdownTimeout, AttemptRetention: retention,
-		Guard:     dispatch.Guard{AllowPrivate: cfg.AllowPrivateURLs},
-		UserAgent: "fstore-dispatcher/0.1 (+https://github.com/fstore/fstore)",
+		Guard:          dispatch.Guard{AllowPrivate: cfg.AllowPrivateURLs},
+		UserAgent:      "fstore-dispatcher/0.1 (+https://github.com/fstore/fstore)",
+		TracerProvider: tp,
 	}, logger, metrics)
 	err = d.Run(ctx)
 	logger.Info().Msg("stopped pushing; shutting down")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fstore/fstore/internal/store"
 )
@@ -49,6 +50,9 @@ type Config struct {
 	Guard Guard
 	// The user-agent header. Default "fstore-dispatcher".
 	UserAgent string
+	// Traces every push, as a child of its event's trace (trace.go).
+	// Default: the global tracer provider (no spans unless one is set).
+	TracerProvider trace.TracerProvider
 	// How long push attempts are kept (at most the last 100 per
 	// partition). Default 168 h; negative: attempts are not recorded.
 	AttemptRetention time.Duration
@@ -99,6 +103,7 @@ type Dispatcher struct {
 	client *http.Client
 	log    zerolog.Logger
 	obs    Observer
+	tracer trace.Tracer
 
 	slots chan struct{} // one per push in flight
 	freed chan struct{} // a push finished: there may be room to lease
@@ -112,7 +117,7 @@ type Dispatcher struct {
 func New(st Store, cfg Config, log zerolog.Logger, obs Observer) *Dispatcher {
 	cfg.defaults()
 	return &Dispatcher{
-		st: st, cfg: cfg, log: log, obs: obs,
+		st: st, cfg: cfg, log: log, obs: obs, tracer: tracerOf(cfg.TracerProvider),
 		client: NewClient(cfg.Guard, cfg.AttemptTimeout),
 		slots:  make(chan struct{}, cfg.MaxInFlight),
 		freed:  make(chan struct{}, 1),

@@ -176,11 +176,13 @@ func (d *Dispatcher) pruneAttempts(ctx context.Context) {
 
 // send POSTs the event, signed, and returns the status, any Retry-After,
 // and the first KiB of the answer's body.
-func (d *Dispatcher) send(ctx context.Context, v store.PushView, signer *Signer, e store.Event) pushResult {
+func (d *Dispatcher) send(ctx context.Context, v store.PushView, signer *Signer, e store.Event) (res pushResult) {
 	body, err := json.Marshal(e)
 	if err != nil {
 		return pushResult{err: err}
 	}
+	ctx, span := d.startPush(ctx, v, e)
+	defer func() { endPush(span, res.status, res.err) }()
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.AttemptTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, v.URL, bytes.NewReader(body))
@@ -189,6 +191,7 @@ func (d *Dispatcher) send(ctx context.Context, v store.PushView, signer *Signer,
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", d.cfg.UserAgent)
+	traceHeaders(ctx, req.Header)
 	signer.Sign(req.Header, e.EventID.String(), time.Now(), body)
 	resp, err := d.client.Do(req)
 	if err != nil {

@@ -28,8 +28,11 @@ type appendEventRequest struct {
 	Data json.RawMessage `json:"data" binding:"required" swaggertype:"object"`
 	// Context beside the payload: who did it, from which request, which
 	// schema. A JSON object of at most 64 KiB (whitespace aside); default {}.
-	// A retry is identical when all but its "traceparent" and "tracestate"
-	// keys are: those describe the request, and a retry is a new one.
+	// When the request carries a W3C traceparent (and tracestate) header,
+	// the event keeps it under those keys (the API's own request span when it
+	// exports spans), unless the object sets them; pushes of the event send
+	// it on. A retry is identical when all but those two keys are: they
+	// describe the request, and a retry is a new one.
 	Metadata json.RawMessage `json:"metadata,omitempty" swaggertype:"object"`
 	// 0 to 100 tags, each 1 to 255 characters without control characters,
 	// such as "course:c-1": queries select events by them. Stored sorted in
@@ -155,6 +158,9 @@ func (s *Server) appendEvent(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, badRequest("the event is invalid", errs...))
 		return
 	}
+	if parent, state := traceContext(r); parent != "" {
+		ev.Metadata = withTraceContext(ev.Metadata, parent, state)
+	}
 	res, err := s.store.AppendEvents(r.Context(), []store.NewEvent{ev})
 	if err != nil {
 		writeProblem(w, r, err)
@@ -217,6 +223,11 @@ func (s *Server) appendBatch(w http.ResponseWriter, r *http.Request) {
 		}
 		seen[ev.EventID] = i
 		evs[i] = ev
+	}
+	if parent, state := traceContext(r); parent != "" {
+		for i := range evs {
+			evs[i].Metadata = withTraceContext(evs[i].Metadata, parent, state)
+		}
 	}
 	var res store.AppendResult
 	var err error

@@ -87,6 +87,21 @@ var errorTable = []problemKind{
 	{store.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "Database unavailable"},
 }
 
+// statusOf returns the HTTP status err is answered with (500 for an error
+// the table does not know).
+func statusOf(err error) int {
+	var p *Problem
+	if errors.As(err, &p) {
+		return p.Status
+	}
+	for _, k := range errorTable {
+		if errors.Is(err, k.err) {
+			return k.status
+		}
+	}
+	return http.StatusInternalServerError
+}
+
 // newProblem builds a problem of the given slug and status.
 func newProblem(status int, slug, title, detail string) *Problem {
 	return &Problem{Type: ProblemTypePrefix + slug, Title: title, Status: status, Detail: detail}
@@ -175,7 +190,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		b := append(a.appendJSON((*buf)[:0]), '\n')
 		w.WriteHeader(status)
 		// JSON with its strings HTML-escaped, as encoding/json writes it.
-		_, _ = w.Write(b) //nolint:gosec // G705: application/json, not HTML
+		_, _ = w.Write(b)    //nolint:gosec // G705: application/json, not HTML
 		if cap(b) <= 1<<20 { // keep small buffers only
 			*buf = b
 			buffers.Put(buf)

@@ -21,6 +21,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fstore/fstore/internal/store"
 )
@@ -74,6 +75,11 @@ type Options struct {
 	// as the dispatcher's FSTORE_ALLOW_PRIVATE_URLS does: registration
 	// refuses a URL the dispatcher would never reach.
 	AllowPrivateURLs bool
+	// TracerProvider, when set, traces every request (a server span named
+	// by its route, continuing the caller's W3C trace context) and the store
+	// calls under it. Default: nil, no spans. Either way an appended event
+	// keeps the request's trace context in its metadata.
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultMaxBodyBytes fits a batch of 1,000 events of about 8 KiB each.
@@ -97,7 +103,8 @@ func NewServer(st Store, opts Options) *Server {
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = 2 * time.Second
 	}
-	return &Server{store: st, opts: opts, stopping: make(chan struct{}), metrics: newHTTPMetrics(st)}
+	return &Server{store: traceStore(st, opts.TracerProvider), opts: opts, stopping: make(chan struct{}),
+		metrics: newHTTPMetrics(st)}
 }
 
 // StopWaiting makes every long poll answer now with what it has (nothing),
@@ -109,6 +116,7 @@ func (s *Server) StopWaiting() {
 // Handler returns the whole route table.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
+	r.Use(nameSpans)
 	r.Use(requestLogging(s.opts.Logger)...)
 	r.Use(recoverer)
 	r.Use(s.metrics.middleware)
@@ -162,5 +170,5 @@ func (s *Server) Handler() http.Handler {
 			r.Post("/views/{view}/retry", s.retryParked)
 		})
 	})
-	return r
+	return traceRequests(r, s.opts.TracerProvider)
 }

@@ -520,8 +520,11 @@ export interface components {
             final?: boolean;
             /** @description Context beside the payload: who did it, from which request, which
              *     schema. A JSON object of at most 64 KiB (whitespace aside); default {}.
-             *     A retry is identical when all but its "traceparent" and "tracestate"
-             *     keys are: those describe the request, and a retry is a new one. */
+             *     When the request carries a W3C traceparent (and tracestate) header,
+             *     the event keeps it under those keys (the API's own request span when it
+             *     exports spans), unless the object sets them; pushes of the event send
+             *     it on. A retry is identical when all but those two keys are: they
+             *     describe the request, and a retry is a new one. */
             metadata?: {
                 [key: string]: unknown;
             };
