@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 go build -o bin/fstore-api ./cmd/api
+go build -tags fstore_notrace -o bin/fstore-api-notrace ./cmd/api
 go build -o bin/fstore-dispatcher ./cmd/dispatcher
 go build -o bin/fstore-bench ./cmd/fstore-bench
 seed=${FSTORE_SEED_SCHEMA:-../shared/reference/fstore-sql-schema.sql}

@@ -21,14 +21,14 @@ import (
 )
 
 type options struct {
-	api, dispatcher, seed, out, readme string
-	events                             int           // events loaded through the batch endpoint
-	duration                           time.Duration // each throughput run
-	growTo                             int           // events per stream in the growing-streams run
-	clients                            int           // concurrent clients for single appends
-	dcbStore                           int           // events in the store before the DCB figures (at least)
-	only                               []string      // run only these sections (after the load); empty: all
-	scopedLog                          int           // events the scoped section's log holds at least
+	api, apiNotrace, dispatcher, seed, out, readme string
+	events                                         int           // events loaded through the batch endpoint
+	duration                                       time.Duration // each throughput run
+	growTo                                         int           // events per stream in the growing-streams run
+	clients                                        int           // concurrent clients for single appends
+	dcbStore                                       int           // events in the store before the DCB figures (at least)
+	only                                           []string      // run only these sections (after the load); empty: all
+	scopedLog                                      int           // events the scoped section's log holds at least
 }
 
 // want reports whether a section runs: every section when -only is empty.
@@ -39,6 +39,7 @@ func (o options) want(section string) bool {
 func main() {
 	var o options
 	flag.StringVar(&o.api, "api", "bin/fstore-api", "the API binary")
+	flag.StringVar(&o.apiNotrace, "api-notrace", "bin/fstore-api-notrace", "the API built without tracing (-tags fstore_notrace)")
 	flag.StringVar(&o.dispatcher, "dispatcher", "bin/fstore-dispatcher", "the dispatcher binary")
 	flag.StringVar(&o.seed, "seed", "", "fstore-sql's schema.sql; empty or missing skips the seed's figures")
 	flag.StringVar(&o.out, "out", "", "write the report to this file (docs/benchmarks.md)")
@@ -50,7 +51,7 @@ func main() {
 	flag.IntVar(&o.scopedLog, "scoped-log", 2_000_000, "events the scoped views' log holds at least (appended in SQL when the store is smaller)")
 	flag.IntVar(&o.dcbStore, "dcb-store", 2_000_000, "tagged batches bring the store to this many events before the DCB figures")
 	only := flag.String("only", "", "comma-separated sections to run after the load, for development: "+
-		"single, views, seed, grow, read, consume, poll, push, hooks, scoped, dcb, scale, querymode, pooler, standby (default: all; with -only, skip -out and -readme)")
+		"single, views, seed, grow, read, consume, poll, push, hooks, scoped, dcb, scale, querymode, pooler, standby, trace (default: all; with -only, skip -out and -readme)")
 	flag.Parse()
 	if *only != "" {
 		o.only = strings.Split(*only, ",")
@@ -250,6 +251,14 @@ func run(ctx context.Context, o options) error {
 		}
 		log.Printf("visible in a log read: primary p50 %s p99 %s; standby p50 %s p99 %s",
 			ms(r.standby.primary.p50), ms(r.standby.primary.p99), ms(r.standby.standby.p50), ms(r.standby.standby.p99))
+	}
+
+	if o.want("trace") {
+		log.Printf("tracing: single appends without tracing built in, with it off, and exporting every span")
+		if r.trace, err = traceBench(ctx, o, fstoreDB); err != nil {
+			return err
+		}
+		log.Printf("trace: none %.0f/s, off %.0f/s, on %.0f/s (%d spans exported)", r.trace.none, r.trace.off, r.trace.on, r.trace.spans)
 	}
 
 	r.apiRSS = api.peakRSS()

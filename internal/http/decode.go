@@ -273,6 +273,18 @@ func checkMetadata(m json.RawMessage) (json.RawMessage, string) {
 	return trimmed, ""
 }
 
+// checkTags appends to errs the tags of an event (its JSON path is prefix)
+// that break nameRule (their number is checked by the validator). A loop,
+// not the validator's dive: a batch holds up to 100,000 tags.
+func checkTags(errs []FieldError, prefix string, tags []string) []FieldError {
+	for i, t := range tags {
+		if !validName(t) {
+			errs = append(errs, FieldError{Field: prefix + "tags[" + strconv.Itoa(i) + "]", Message: nameRule})
+		}
+	}
+	return errs
+}
+
 // Read limits of GET /v1/events and POST /v1/events/query, and the size of
 // a batch.
 const (

@@ -37,7 +37,7 @@ type appendEventRequest struct {
 	// 0 to 100 tags, each 1 to 255 characters without control characters,
 	// such as "course:c-1": queries select events by them. Stored sorted in
 	// byte order, duplicates removed, so their order in a retry does not matter.
-	Tags []string `json:"tags,omitempty" validate:"max=100,dive,name" maxItems:"100" example:"course:c-1,student:s-7"`
+	Tags []string `json:"tags,omitempty" validate:"max=100" example:"course:c-1,student:s-7"`
 	// The command (the request to the decider) that produced this event,
 	// chosen by the client: every event of one decision carries the same
 	// command_id, so a reader can tell which command caused which events.
@@ -105,6 +105,7 @@ func (req appendEventRequest) toNewEvent(prefix string) (store.NewEvent, []Field
 	if msg != "" {
 		errs = append(errs, FieldError{Field: prefix + "metadata", Message: msg})
 	}
+	errs = checkTags(errs, prefix, req.Tags)
 	ev := store.NewEvent{Event: req.Event, EventVersion: 1, Decider: req.Decider, DeciderID: req.DeciderID,
 		Data: req.Data, Metadata: metadata, Tags: req.Tags, Final: req.Final}
 	switch {

@@ -93,11 +93,11 @@ func (c *conditionals) appendGroup(group []*pendingConditional) (alone []*pendin
 			live = append(live, p)
 		}
 	}
-	switch len(live) {
-	case 0:
+	// A group of one too: the group's statement is the cheaper way to run
+	// a conditional append (its queries come checked and flattened from
+	// here, where appendIf's SQL validates and flattens the JSON again).
+	if len(live) == 0 {
 		return nil
-	case 1:
-		return live
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
