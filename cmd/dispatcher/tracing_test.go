@@ -62,7 +62,7 @@ func TestTracesCrossTheDispatcher(t *testing.T) {
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 		return cmd
 	}
-	api := start(bins["api"], "FSTORE_ADDR="+addr)
+	api := start(bins["api"], "FSTORE_ADDR="+addr, "FSTORE_ALLOW_PRIVATE_URLS=true")
 	base := "http://" + addr
 	call := func(method, path, body string, headers ...string) int {
 		req, err := http.NewRequest(method, base+path, bytes.NewBufferString(body))

@@ -10,7 +10,8 @@ import (
 // Answers holding events write their own JSON (store.Event.AppendJSON), the
 // same bytes encoding/json would write, without its reflection: a query's
 // or a batch's answer is mostly events, and encoding them was the largest
-// part of the API's work for those answers.
+// part of the API's work for those answers. (Leases, whose events carry
+// fields of their own, stay with encoding/json.)
 
 // jsonAppender is a response body that appends its own JSON; writeJSON uses
 // it instead of encoding/json.
@@ -55,18 +56,4 @@ func (p queryPage) appendJSON(b []byte) []byte {
 	b = append(appendEvents(b, p.Events), `,"next_after":`...)
 	b = append(appendNullableInt(b, p.NextAfter), `,"position":`...)
 	return append(strconv.AppendInt(b, p.Position, 10), '}')
-}
-
-func (l leasedEvents) appendJSON(b []byte) []byte {
-	b = append(b, `{"events":[`...)
-	for i := range l.Events {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = l.Events[i].AppendJSON(b)
-		b = append(b[:len(b)-1], `,"lease_id":"`...) // reopen the event's object
-		b = append(b, l.Events[i].LeaseID.String()...)
-		b = append(b, `"}`...)
-	}
-	return append(b, "]}"...)
 }
