@@ -45,35 +45,70 @@ func TestWholeLogReaderNeverSkips(t *testing.T) {
 	}
 	go func() { wg.Wait(); done.Store(true) }()
 
+	// The log, the log by tag (every event is tagged "all") and a tag query,
+	// each read by a reader of its own.
 	reader := storetest.NewStoreOn(t, s)
+	reads := []func(after int64) ([]store.Event, int64, error){
+		func(after int64) ([]store.Event, int64, error) {
+			page, err := reader.ReadEvents(ctx, store.ReadQuery{After: after, Limit: 7})
+			return page, after, err
+		},
+		func(after int64) ([]store.Event, int64, error) {
+			page, err := reader.ReadEvents(ctx, store.ReadQuery{After: after, Limit: 7, Tags: []string{"all"}})
+			return page, after, err
+		},
+		func(after int64) ([]store.Event, int64, error) {
+			res, err := reader.QueryEvents(ctx, store.Query{Items: []store.QueryItem{{Tags: []string{"all"}}}}, after, 7)
+			return res.Events, res.Position, err
+		},
+	}
+	results := make([][]store.Event, len(reads))
+	var readers sync.WaitGroup
+	for i, read := range reads {
+		readers.Go(func() { results[i] = readUntilDone(t, &done, read) })
+	}
+	readers.Wait()
+
+	var committed int
+	require.NoError(t, connect(t, s).QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&committed))
+	for i, seen := range results {
+		ids := map[uuid.UUID]bool{}
+		for _, e := range seen {
+			assert.False(t, ids[e.EventID], "reader %d: event %s seen twice", i, e.EventID)
+			ids[e.EventID] = true
+		}
+		assert.Equal(t, committed, len(ids), "reader %d: every committed event seen exactly once", i)
+	}
+	assert.Greater(t, committed, writers*txPerWriter/2)
+}
+
+// readUntilDone pages with read (which returns a page and the position it
+// covers) in offset order until a page read after done is empty.
+func readUntilDone(t *testing.T, done *atomic.Bool, read func(after int64) ([]store.Event, int64, error)) []store.Event {
 	var seen []store.Event
 	after := int64(0)
 	for {
 		finished := done.Load() // read before the page: a page after the end sees everything
-		page, err := reader.ReadEvents(ctx, store.ReadQuery{After: after, Limit: 7})
-		require.NoError(t, err)
+		page, next, err := read(after)
+		if err != nil {
+			t.Error(err)
+			return seen
+		}
 		for _, e := range page {
-			require.Greater(t, e.Offset, after, "offset order")
+			if e.Offset <= after {
+				t.Errorf("offset %d after cursor %d: out of order", e.Offset, after)
+			}
 			after = e.Offset
 		}
 		seen = append(seen, page...)
 		if finished && len(page) == 0 {
-			break
+			return seen
 		}
+		after = max(after, next)
 	}
-
-	var committed int
-	require.NoError(t, connect(t, s).QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&committed))
-	ids := map[uuid.UUID]bool{}
-	for _, e := range seen {
-		assert.False(t, ids[e.EventID], "event %s seen twice", e.EventID)
-		ids[e.EventID] = true
-	}
-	assert.Equal(t, committed, len(ids), "every committed event seen exactly once")
-	assert.Greater(t, committed, writers*txPerWriter/2)
 }
 
-// writeTx appends 1..3 events to a new stream in a transaction that stays
+// writeTx appends 1..3 events, tagged "all", to a new stream in a transaction that stays
 // open for up to 3 ms, and rolls back one transaction in five.
 func writeTx(conn *pgx.Conn, rng *rand.Rand, stream string) error {
 	tx, err := conn.Begin(ctx)
@@ -84,7 +119,7 @@ func writeTx(conn *pgx.Conn, rng *rand.Rand, stream string) error {
 	var prev *uuid.UUID
 	for range 1 + rng.IntN(3) {
 		id := uuid.New()
-		if _, err := tx.Exec(ctx, `SELECT append_event('created', $1, 'order', $2, '{}', gen_random_uuid(), $3)`,
+		if _, err := tx.Exec(ctx, `SELECT append_event('created', $1, 'order', $2, '{}', gen_random_uuid(), $3, v_tags => '{all}')`,
 			id, stream, prev); err != nil {
 			return err
 		}

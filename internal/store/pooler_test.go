@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -100,7 +101,7 @@ func TestStoreThroughPgBouncer(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	consumeThroughPooler(t, s, workers*rounds*4) // 3 events of the stream, 1 decided
+	consumeThroughPooler(t, s, workers*rounds*5) // 3 events of the stream, 2 decided
 
 }
 
@@ -131,7 +132,7 @@ func TestStoreInEveryQueryMode(t *testing.T) {
 			for i := range 3 {
 				require.NoError(t, pooledRound(s, fmt.Sprint("s", i)))
 			}
-			consumeThroughPooler(t, s, 3*4)
+			consumeThroughPooler(t, s, 3*5)
 		})
 	}
 }
@@ -139,11 +140,13 @@ func TestStoreInEveryQueryMode(t *testing.T) {
 // pooledRound runs each append and read path once on stream id.
 func pooledRound(s *store.Store, id string) error {
 	first := ev("order", id, nil)
+	first.Tags, first.Metadata = []string{"t-" + id, "b"}, json.RawMessage(`{"m":1}`)
 	res, err := s.AppendEvents(ctx, []store.NewEvent{first})
 	if err != nil {
 		return fmt.Errorf("single append: %w", err)
 	}
 	second := ev("order", id, &first.EventID)
+	second.Tags, second.Metadata = []string{"t-" + id}, json.RawMessage(`{"m":2}`)
 	third := ev("order", id, &second.EventID)
 	if _, err := s.AppendEvents(ctx, []store.NewEvent{second, third}); err != nil {
 		return fmt.Errorf("batch: %w", err)
@@ -167,6 +170,9 @@ func pooledRound(s *store.Store, id string) error {
 	if _, err := s.AppendEventsIf(ctx, []store.NewEvent{ev("order", id+"-e", nil)}, store.Condition{Query: q, After: read.Position}); !errors.Is(err, store.ErrConditionFailed) {
 		return fmt.Errorf("refused conditional append: %w", err)
 	}
+	if err := taggedRound(s, id); err != nil {
+		return err
+	}
 	stream, err := s.ReadEvents(ctx, store.ReadQuery{Decider: "order", DeciderID: id, Limit: 10})
 	if err != nil || len(stream) != 3 || stream[0].Offset != res.Events[0].Offset {
 		return fmt.Errorf("stream read: %d events, %w", len(stream), err)
@@ -182,6 +188,32 @@ func pooledRound(s *store.Store, id string) error {
 	}
 	_, err = s.GetEvent(ctx, third.EventID)
 	return err
+}
+
+// taggedRound runs the tag paths once on stream id, whose first two events
+// are tagged t-<id>: a tag query, a decision on it (one event) and a refused
+// one, and reads by tag of the stream, its decider and the log.
+func taggedRound(s *store.Store, id string) error {
+	tq := store.Query{Items: []store.QueryItem{{Tags: []string{"t-" + id}}}}
+	read, err := s.QueryEvents(ctx, tq, 0, 100)
+	if err != nil || len(read.Events) != 2 || read.Events[0].Metadata == nil || !strings.Contains(string(read.Events[1].Metadata), `"m"`) {
+		return fmt.Errorf("tag query: %d events (%s), %w", len(read.Events), fmt.Sprint(read.Events), err)
+	}
+	decided := ev("order", id+"-t", nil)
+	decided.Tags = []string{"t-" + id}
+	if _, err := s.AppendEventsIf(ctx, []store.NewEvent{decided}, store.Condition{Query: tq, After: read.Position}); err != nil {
+		return fmt.Errorf("conditional append on tags: %w", err)
+	}
+	if _, err := s.AppendEventsIf(ctx, []store.NewEvent{ev("order", id+"-u", nil)}, store.Condition{Query: tq, After: read.Position}); !errors.Is(err, store.ErrConditionFailed) {
+		return fmt.Errorf("refused conditional append on tags: %w", err)
+	}
+	for _, q := range []store.ReadQuery{{Decider: "order", DeciderID: id}, {Decider: "order"}, {}} {
+		q.Tags, q.Limit = []string{"t-" + id, "b"}, 100
+		if evs, err := s.ReadEvents(ctx, q); err != nil || len(evs) != 1 || evs[0].EventID != read.Events[0].EventID {
+			return fmt.Errorf("read by tags %+v: %d events, %w", q, len(evs), err)
+		}
+	}
+	return nil
 }
 
 // consumeThroughPooler leases until the view has nothing left, nacking

@@ -114,9 +114,11 @@ func standbyReadersNeverSkip(t *testing.T, primary *storetest.Cluster, reader *s
 
 	var committed atomic.Int64 // known once the writers are done
 	committed.Store(-1)
-	results := make(chan []store.Event, 2)
-	go func() { results <- pageLog(t, reader, &committed) }()
-	go func() { results <- pageQuery(t, reader, &committed) }()
+	results := make(chan []store.Event, 4)
+	go func() { results <- pageLog(t, reader, &committed, nil) }()
+	go func() { results <- pageLog(t, reader, &committed, []string{"all"}) }()
+	go func() { results <- pageQuery(t, reader, &committed, store.QueryItem{Types: []string{"created"}}) }()
+	go func() { results <- pageQuery(t, reader, &committed, store.QueryItem{Tags: []string{"all"}}) }()
 	for !done.Load() {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -126,7 +128,7 @@ func standbyReadersNeverSkip(t *testing.T, primary *storetest.Cluster, reader *s
 	defer conn.Close(ctx)
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&n))
 	committed.Store(n)
-	for range 2 {
+	for range 4 {
 		seen := <-results
 		ids := map[uuid.UUID]bool{}
 		for _, e := range seen {
@@ -141,11 +143,12 @@ func standbyReadersNeverSkip(t *testing.T, primary *storetest.Cluster, reader *s
 	assert.Greater(t, n, int64(writers*txPerWriter/2))
 }
 
-// pageLog pages the whole log 7 events at a time, in offset order, until
-// it has seen the committed events (once known) or a minute has passed.
-func pageLog(t *testing.T, r *store.Store, committed *atomic.Int64) []store.Event {
+// pageLog pages the whole log (its events with these tags: writeTx tags
+// every one "all") 7 events at a time, in offset order, until it has seen
+// the committed events (once known) or a minute has passed.
+func pageLog(t *testing.T, r *store.Store, committed *atomic.Int64, tags []string) []store.Event {
 	return pageUntil(t, committed, func(after int64) ([]store.Event, int64, error) {
-		page, err := r.ReadEvents(ctx, store.ReadQuery{After: after, Limit: 7})
+		page, err := r.ReadEvents(ctx, store.ReadQuery{After: after, Limit: 7, Tags: tags})
 		next := after
 		if len(page) > 0 {
 			next = page[len(page)-1].Offset
@@ -154,10 +157,10 @@ func pageLog(t *testing.T, r *store.Store, committed *atomic.Int64) []store.Even
 	})
 }
 
-// pageQuery does the same with a query that matches every event, its next
-// cursor being the position each read returned.
-func pageQuery(t *testing.T, r *store.Store, committed *atomic.Int64) []store.Event {
-	all := store.Query{Items: []store.QueryItem{{Types: []string{"created"}}}}
+// pageQuery does the same with a query (of one item that matches every
+// event), its next cursor being the position each read returned.
+func pageQuery(t *testing.T, r *store.Store, committed *atomic.Int64, item store.QueryItem) []store.Event {
+	all := store.Query{Items: []store.QueryItem{item}}
 	return pageUntil(t, committed, func(after int64) ([]store.Event, int64, error) {
 		res, err := r.QueryEvents(ctx, all, after, 7)
 		return res.Events, res.Position, err
