@@ -3,6 +3,7 @@ package store_test
 import (
 	"encoding/json"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fstore/fstore/internal/store"
+	"github.com/fstore/fstore/internal/store/storetest"
 )
 
 // AppendJSON writes what encoding/json writes for an event: byte for byte
@@ -75,4 +77,78 @@ func TestEventAppendJSONDefaults(t *testing.T) {
 	assert.Equal(t, map[string]any{}, got["metadata"])
 	assert.Equal(t, []any{}, got["tags"])
 	assert.Nil(t, got["data"])
+}
+
+// AppendJSON must write exactly what encoding/json writes for an event, for
+// payloads as PostgreSQL returns them (read back from jsonb here) and for
+// strings that need escaping.
+func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
+	s := storetest.NewStore(t)
+	conn := connect(t, s)
+	rng := rand.New(rand.NewPCG(13, 1))
+	g := jsonGen{rng}
+	names := append([]string{"order", "a<b>&c", "\u2028", "bad\xffutf8", "\x00\x1f\x7f"}, genStrings...)
+	for i := range 3000 {
+		var data []byte
+		require.NoError(t, conn.QueryRow(ctx, `SELECT $1::jsonb`, g.value(4)).Scan(&data))
+		e := store.Event{
+			Event: names[rng.IntN(len(names))], EventID: uuid.New(), EventVersion: rng.Int64N(1 << 40),
+			Decider: names[rng.IntN(len(names))], DeciderID: names[rng.IntN(len(names))], Data: data,
+			CommandID: uuid.New(), Final: rng.IntN(2) == 0, Offset: rng.Int64N(1 << 62),
+			CreatedAt: time.Unix(rng.Int64N(4e9), rng.Int64N(1e9)*int64(rng.IntN(2))).In(zones[i%len(zones)]),
+		}
+		if rng.IntN(2) == 0 {
+			e.PreviousID = ptr(uuid.New())
+		}
+		require.NoError(t, conn.QueryRow(ctx, `SELECT $1::jsonb`, g.object(2)).Scan(&e.Metadata))
+		e.Tags = []string{}
+		for range rng.IntN(4) {
+			e.Tags = append(e.Tags, names[rng.IntN(len(names))])
+		}
+		want, err := json.Marshal(e)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(e.AppendJSON(nil)), "data %s", data)
+	}
+}
+
+var zones = []*time.Location{time.UTC, time.FixedZone("plus", 5*3600+30*60), time.FixedZone("minus", -7*3600)}
+
+// Every field of Event is encoded: the event is filled by reflection, so a
+// field added to Event and not to AppendJSON fails here.
+func TestAppendJSONCoversEveryField(t *testing.T) {
+	t.Parallel()
+	var e store.Event
+	v := reflect.ValueOf(&e).Elem()
+	for i := range v.NumField() {
+		fill(t, v.Field(i), v.Type().Field(i).Name)
+	}
+	want, err := json.Marshal(e)
+	require.NoError(t, err)
+	require.Equal(t, string(want), string(e.AppendJSON(nil)))
+}
+
+// fill sets f to a value that is not its zero value.
+func fill(t *testing.T, f reflect.Value, name string) {
+	t.Helper()
+	switch f.Interface().(type) {
+	case string:
+		f.SetString(name + " <&> é")
+	case int64:
+		f.SetInt(1234567)
+	case bool:
+		f.SetBool(true)
+	case uuid.UUID:
+		f.Set(reflect.ValueOf(uuid.New()))
+	case *uuid.UUID:
+		f.Set(reflect.ValueOf(ptr(uuid.New())))
+	case time.Time:
+		f.Set(reflect.ValueOf(time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)))
+	case json.RawMessage:
+		f.Set(reflect.ValueOf(json.RawMessage(`{"k": ["v", 1, {"x": null}]}`)))
+	case []string:
+		f.Set(reflect.ValueOf([]string{"a:1", "b<2>"}))
+	default:
+		t.Fatalf("Event.%s is of type %s: teach fill (and Event.AppendJSON) about it", name, f.Type())
+	}
 }
