@@ -27,3 +27,17 @@ func Queries(s *Store) int64 { return s.pool.Stat().AcquireCount() }
 // ConditionalGroups returns how many groups of conditional appends s has
 // stored in one statement each.
 func ConditionalGroups(s *Store) int64 { return s.conditionals.groups.Load() }
+
+// JSONContains is jsonContains over JSON text, for comparing it with
+// PostgreSQL's @>.
+func JSONContains(val, tmpl []byte) (bool, error) {
+	v, err := parseJSON(val)
+	if err != nil {
+		return false, err
+	}
+	t, err := parseJSON(tmpl)
+	if err != nil {
+		return false, err
+	}
+	return jsonContains(v, t), nil
+}
