@@ -342,6 +342,8 @@ type ReadQuery struct {
 	After int64
 	// Limit bounds the number of events returned (1..10000).
 	Limit int
+	// Events are event types, OR-ed; empty: every type.
+	Events []string
 }
 
 // ReadEvents returns events in offset order. Reads of a decider or of the
@@ -353,6 +355,9 @@ type ReadQuery struct {
 // the whole log may be read on the standby (WithReadReplica), a little
 // behind the primary.
 func (s *Store) ReadEvents(ctx context.Context, q ReadQuery) ([]Event, error) {
+	if len(q.Events) > 0 {
+		return s.readTypes(ctx, q) // and its tags, if any
+	}
 	if len(q.Tags) > 0 {
 		return s.readTagged(ctx, q)
 	}

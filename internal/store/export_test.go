@@ -41,3 +41,10 @@ func JSONContains(val, tmpl []byte) (bool, error) {
 	}
 	return jsonContains(v, t), nil
 }
+
+// AcquiredConns is the number of connections of s's pool in use now.
+func AcquiredConns(s *Store) int32 { return s.pool.Stat().AcquiredConns() }
+
+// Live reports whether fl has caught up and takes new events from the feed.
+// Call it from the goroutine that calls Next.
+func Live(fl *Follower) bool { return fl.live }

@@ -41,6 +41,10 @@ type Store struct {
 	conditionals *conditionals
 	positions    *positions
 	watch        *logWatcher
+	// Live follows: the process's one reader of new events, and the
+	// catch-up pages all followers may have in flight.
+	feed       *feed
+	pageTokens chan struct{}
 }
 
 // DefaultMaxConns is the pool size used when the connection string does not
@@ -87,6 +91,8 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	s.conditionals = newConditionals(s)
 	s.positions = &positions{s: s}
 	s.watch = newLogWatcher(s)
+	s.feed = newFeed(s)
+	s.pageTokens = make(chan struct{}, catchUpPages)
 	return s, nil
 }
 

@@ -11,7 +11,12 @@ import (
 // process wake waiters at once.
 const logWatchInterval = 20 * time.Millisecond
 
-// logWatcher tells long polls that the log moved. It needs no LISTEN/NOTIFY
+// feedMinInterval is the least time between two reads of the watcher when
+// appends of this process wake it.
+const feedMinInterval = 5 * time.Millisecond
+
+// logWatcher tells long polls that the log moved, and hands live followers'
+// feed (feed.go) each new read horizon. It needs no LISTEN/NOTIFY
 // (which PgBouncer in transaction mode and some PostgreSQL-compatible
 // databases lack) and no connection per waiter: one goroutine per process,
 // running only while somebody waits, reads the read horizon.
@@ -22,10 +27,12 @@ type logWatcher struct {
 	waiters int
 	horizon int64
 	running bool
+	kick    chan struct{} // an append of this process, for the feed
+	last    time.Time     // the poll's last read; only poll uses it
 }
 
 func newLogWatcher(s *Store) *logWatcher {
-	return &logWatcher{s: s, changed: make(chan struct{})}
+	return &logWatcher{s: s, changed: make(chan struct{}), kick: make(chan struct{}, 1)}
 }
 
 // WatchLog returns a channel that is closed when events are appended after
@@ -34,19 +41,31 @@ func (s *Store) WatchLog() (<-chan struct{}, func()) {
 	w := s.watch
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.addWaiterLocked()
+	var once sync.Once
+	return w.changed, func() { once.Do(w.removeWaiter) }
+}
+
+// addWaiter counts one more waiter (the feed counts as one while it has
+// followers), starting the poll if it was stopped.
+func (w *logWatcher) addWaiter() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.addWaiterLocked()
+}
+
+func (w *logWatcher) addWaiterLocked() {
 	w.waiters++
 	if !w.running {
 		w.running = true
 		go w.poll()
 	}
-	var once sync.Once
-	return w.changed, func() {
-		once.Do(func() {
-			w.mu.Lock()
-			w.waiters--
-			w.mu.Unlock()
-		})
-	}
+}
+
+func (w *logWatcher) removeWaiter() {
+	w.mu.Lock()
+	w.waiters--
+	w.mu.Unlock()
 }
 
 // bump wakes every waiter: this process appended.
@@ -55,12 +74,19 @@ func (w *logWatcher) bump() {
 	defer w.mu.Unlock()
 	close(w.changed)
 	w.changed = make(chan struct{})
+	if w.s.feed.following.Load() {
+		select {
+		case w.kick <- struct{}{}: // live followers: read the feed now
+		default:
+		}
+	}
 }
 
 func (w *logWatcher) poll() {
 	t := time.NewTicker(logWatchInterval)
 	defer t.Stop()
-	for range t.C {
+	for {
+		w.pace(t)
 		w.mu.Lock()
 		if w.waiters == 0 {
 			w.running = false
@@ -81,5 +107,23 @@ func (w *logWatcher) poll() {
 			w.changed = make(chan struct{})
 		}
 		w.mu.Unlock()
+		ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+		w.s.feed.advance(ctx, h)
+		cancel()
 	}
+}
+
+// pace waits for the next tick, or for an append of this process when live
+// followers wait for it, but lets at least feedMinInterval pass between two
+// reads: under thousands of appends a second the feed reads batches, not
+// single events.
+func (w *logWatcher) pace(t *time.Ticker) {
+	select {
+	case <-t.C:
+	case <-w.kick:
+	}
+	if wait := time.Until(w.last.Add(feedMinInterval)); wait > 0 {
+		time.Sleep(wait)
+	}
+	w.last = time.Now()
 }
