@@ -33,6 +33,9 @@ type config struct {
 	// does with the same setting: registration refuses a URL the dispatcher
 	// would never reach. Default false.
 	AllowPrivateURLs bool `env:"FSTORE_ALLOW_PRIVATE_URLS" envDefault:"false"`
+	// Live followers (SSE, NDJSON) this process serves at most; one more is
+	// answered 503. Default 1000.
+	MaxSubscribers int `env:"FSTORE_MAX_SUBSCRIBERS" envDefault:"1000"`
 	// How long shutdown waits for in-flight requests. Default 20s.
 	ShutdownTimeout time.Duration `env:"FSTORE_SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	// How long start-up waits for the database to answer. Default 60s.
@@ -81,6 +84,9 @@ func (c *config) validate() error {
 			errs = append(errs, fmt.Errorf("FSTORE_PPROF_ADDR %q: want a loopback host:port", c.PprofAddr))
 		}
 	}
+	if c.MaxSubscribers < 1 {
+		errs = append(errs, fmt.Errorf("FSTORE_MAX_SUBSCRIBERS %d: want at least 1", c.MaxSubscribers))
+	}
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, fmt.Errorf("FSTORE_MAX_BODY_BYTES %d: want at least 1024", c.MaxBodyBytes))
 	}
@@ -97,6 +103,7 @@ func (c config) MarshalZerologObject(e *zerolog.Event) {
 		Bool("insecure", c.Insecure).
 		Bool("allow_private_urls", c.AllowPrivateURLs).
 		Int64("max_body_bytes", c.MaxBodyBytes).
+		Int("max_subscribers", c.MaxSubscribers).
 		Str("shutdown_timeout", c.ShutdownTimeout.String()).
 		Str("log_level", c.LogLevel)
 }

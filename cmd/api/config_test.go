@@ -15,6 +15,7 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "127.0.0.1:8080", cfg.Addr)
 	assert.Equal(t, int64(8<<20), cfg.MaxBodyBytes)
+	assert.Equal(t, 1000, cfg.MaxSubscribers)
 	assert.Equal(t, "postgres://u:xxxxx@db:5432/fstore?sslmode=disable", startup.RedactURL(cfg.DatabaseURL))
 
 	cases := map[string]struct {
@@ -32,6 +33,7 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		"bad log level":               {map[string]string{"FSTORE_LOG_LEVEL": "loud"}, "FSTORE_LOG_LEVEL"},
 		"tiny body limit":             {map[string]string{"FSTORE_MAX_BODY_BYTES": "10"}, "FSTORE_MAX_BODY_BYTES"},
 		"not a number":                {map[string]string{"FSTORE_MAX_BODY_BYTES": "lots"}, "FSTORE_MAX_BODY_BYTES"},
+		"no subscribers":              {map[string]string{"FSTORE_MAX_SUBSCRIBERS": "0"}, "FSTORE_MAX_SUBSCRIBERS"},
 		"missing database url":        {map[string]string{"DATABASE_URL": ""}, "DATABASE_URL"},
 	}
 	for name, tc := range cases {

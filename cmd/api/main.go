@@ -27,7 +27,7 @@ import (
 func main() {
 	if len(os.Args) > 1 && (os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help") {
 		fmt.Println("fstore-api: fstore's REST/JSON API. Configured by the environment: DATABASE_URL (required), " +
-			"FSTORE_ADDR, FSTORE_API_KEYS, FSTORE_INSECURE, FSTORE_MAX_BODY_BYTES, FSTORE_SHUTDOWN_TIMEOUT, " +
+			"FSTORE_ADDR, FSTORE_API_KEYS, FSTORE_INSECURE, FSTORE_MAX_BODY_BYTES, FSTORE_MAX_SUBSCRIBERS, FSTORE_SHUTDOWN_TIMEOUT, " +
 			"FSTORE_CONNECT_TIMEOUT, FSTORE_LOG_LEVEL, FSTORE_LOG_FORMAT. See README.md.")
 		return
 	}
@@ -74,12 +74,13 @@ func run() error {
 		Logger: logger, APIKeys: cfg.APIKeys, MaxBodyBytes: cfg.MaxBodyBytes, SchemaVersion: version,
 		AllowPrivateURLs: cfg.AllowPrivateURLs,
 		TracerProvider:   tp,
+		MaxSubscribers:   cfg.MaxSubscribers,
 	})
 	srv := &http.Server{
 		Handler:           api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
+		WriteTimeout:      60 * time.Second, // live follows extend their own (internal/http/live.go)
 		IdleTimeout:       120 * time.Second,
 	}
 	if cfg.PprofAddr != "" {

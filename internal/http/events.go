@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
@@ -262,23 +264,49 @@ func (s *Server) appendBatch(w http.ResponseWriter, r *http.Request) {
 // readEvents godoc
 //
 //	@Summary		Read events
-//	@Description	Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither); with tag (repeatable), only those that carry every tag given. Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
+//	@Description	Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither); with tag (repeatable), only those that carry every tag given; events= keeps only some types. Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
+//	@Description	Follow the log live: with Accept: text/event-stream (Server-Sent Events) or application/x-ndjson, the answer sends every selected event after the cursor in offset order, then stays open and sends new events as they commit, never skipping a late one; a heartbeat at least every 15 s. SSE frames carry id: <offset> and data: <the event>; a reconnecting EventSource resumes from its Last-Event-ID. The last frame says why the stream ended (SSE event: error; NDJSON {"error": ...}) with the after to follow again from. No limit; 503 beyond FSTORE_MAX_SUBSCRIBERS followers. Live follows read the primary.
 //	@Tags			events
 //	@ID				readEvents
 //	@Produce		json
-//	@Param			decider		query		string	false	"Decider name"
-//	@Param			decider_id	query		string	false	"Stream key (needs decider)"
-//	@Param			tag			query		[]string	false	"A tag the events must carry; repeat it for several (all must be present), at most 100"	collectionFormat(multi)
-//	@Param			after		query		integer	false	"Exclusive offset cursor"	minimum(0)	default(0)	format(int64)
-//	@Param			limit		query		integer	false	"Page size"					minimum(1)	maximum(10000)	default(1000)
-//	@Success		200			{object}	eventsPage
-//	@Failure		400			{object}	Problem
-//	@Failure		401		{object}	Problem	"Missing or invalid API key (when the server has FSTORE_API_KEYS)"
-//	@Failure		503		{object}	Problem	"Database unavailable"
+//	@Param			decider			query		string		false	"Decider name"
+//	@Param			decider_id		query		string		false	"Stream key (needs decider)"
+//	@Param			tag				query		[]string	false	"A tag the events must carry; repeat it for several (all must be present), at most 100"	collectionFormat(multi)
+//	@Param			after			query		integer		false	"Exclusive offset cursor"	minimum(0)	default(0)	format(int64)
+//	@Param			limit			query		integer		false	"Page size (JSON reads only)"	minimum(1)	maximum(10000)	default(1000)
+//	@Param			events			query		string		false	"Event types, comma-separated (or the parameter repeated): only events of these types"	example(order_placed,order_shipped)
+//	@Param			Last-Event-ID	header		integer		false	"Live follows: the id of the last event received; takes the place of after (an EventSource sends it when it reconnects)"	format(int64)
+//	@Param			access_token	query		string		false	"Live follows only: the API key, for clients that cannot send headers (EventSource). It ends up in proxies' and servers' access logs (fstore's own redacts it): prefer Authorization"
+//	@Success		200				{object}	eventsPage	"A page of events (application/json); or, live, a stream of them (text/event-stream, application/x-ndjson)"
+//	@Failure		400				{object}	Problem
+//	@Failure		401				{object}	Problem	"Missing or invalid API key (when the server has FSTORE_API_KEYS)"
+//	@Failure		503				{object}	Problem	"Database unavailable, or too-many-subscribers (live follows: FSTORE_MAX_SUBSCRIBERS reached; see Retry-After)"
 //	@Security		bearer
 //	@Router			/v1/events [get]
 func (s *Server) readEvents(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	rq, errs := readQueryOf(r.URL.Query())
+	if format := liveFormatOf(r); format != nil {
+		s.followEvents(w, r, format, rq, errs)
+		return
+	}
+	if len(errs) > 0 {
+		writeProblem(w, r, badRequest("invalid query parameters", errs...))
+		return
+	}
+	evs, err := s.store.ReadEvents(r.Context(), rq)
+	if err != nil {
+		writeProblem(w, r, err)
+		return
+	}
+	page := eventsPage{Events: evs}
+	if len(evs) == rq.Limit {
+		page.NextAfter = &evs[len(evs)-1].Offset
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// readQueryOf validates the query parameters of GET /v1/events.
+func readQueryOf(q url.Values) (store.ReadQuery, []FieldError) {
 	var errs []FieldError
 	rq := store.ReadQuery{Decider: q.Get("decider"), DeciderID: q.Get("decider_id"), Limit: defaultReadLimit}
 	if q.Has("decider") && !validName(rq.Decider) {
@@ -311,20 +339,31 @@ func (s *Server) readEvents(w http.ResponseWriter, r *http.Request) {
 		errs = append(errs, *fe)
 	}
 	rq.Limit = int(limit)
-	if len(errs) > 0 {
-		writeProblem(w, r, badRequest("invalid query parameters", errs...))
-		return
+	rq.Events, fe = eventTypesParam(q)
+	if fe != nil {
+		errs = append(errs, *fe)
 	}
-	evs, err := s.store.ReadEvents(r.Context(), rq)
-	if err != nil {
-		writeProblem(w, r, err)
-		return
+	return rq, errs
+}
+
+// eventTypesParam parses events=a,b (repeatable): 1 to 100 event types.
+func eventTypesParam(q url.Values) ([]string, *FieldError) {
+	if !q.Has("events") {
+		return nil, nil
 	}
-	page := eventsPage{Events: evs}
-	if len(evs) == rq.Limit {
-		page.NextAfter = &evs[len(evs)-1].Offset
+	var types []string
+	for _, v := range q["events"] {
+		for _, t := range strings.Split(v, ",") {
+			if !validName(t) {
+				return nil, &FieldError{Field: "events", Message: "must list event types separated by commas, each " + nameRule}
+			}
+			types = append(types, t)
+		}
 	}
-	writeJSON(w, http.StatusOK, page)
+	if len(types) > maxQueryTypes {
+		return nil, &FieldError{Field: "events", Message: fmt.Sprintf("must list at most %d event types", maxQueryTypes)}
+	}
+	return types, nil
 }
 
 // lastEvent godoc

@@ -118,7 +118,8 @@ func FuzzViewRequests(f *testing.F) {
 func FuzzReadQuery(f *testing.F) {
 	srv, _ := fuzzServer(f)
 	for _, q := range []string{"decider=order&decider_id=o-1", "after=-1&limit=0", "limit=99999999999999999999",
-		"decider=%00", "decider_id=x", "decider=" + strings.Repeat("d", 300), "after=1e3", "decider=order&after=5&limit=2"} {
+		"decider=%00", "decider_id=x", "decider=" + strings.Repeat("d", 300), "after=1e3", "decider=order&after=5&limit=2",
+		"events=created,shipped", "events=", "events=a,,b", "decider=order&events=created&events=x", "events=%00"} {
 		f.Add(q, "o-1")
 	}
 	f.Fuzz(func(t *testing.T, query, id string) {

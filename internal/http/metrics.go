@@ -15,9 +15,10 @@ import (
 // httpMetrics counts requests by route pattern (not by path: paths hold
 // names and ids), method and status, and times them.
 type httpMetrics struct {
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
-	handler  http.Handler
+	requests    *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+	subscribers prometheus.Gauge
+	handler     http.Handler
 }
 
 // standbyReads is what a store with a read standby reports of it.
@@ -48,8 +49,11 @@ func newHTTPMetrics(st Store) *httpMetrics {
 			Name: "fstore_http_request_duration_seconds", Help: "HTTP request duration by route.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12),
 		}, []string{"route", "method"}),
+		subscribers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fstore_live_subscribers", Help: "Live followers connected now (FSTORE_MAX_SUBSCRIBERS bounds them).",
+		}),
 	}
-	reg.MustRegister(m.requests, m.latency)
+	reg.MustRegister(m.requests, m.latency, m.subscribers)
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	return m
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -16,7 +17,8 @@ import (
 )
 
 // requestLogging gives every request an id (X-Request-Id, echoed back) and
-// an access log line. Headers are never logged: they may carry keys.
+// an access log line. Headers are never logged: they may carry keys; nor is
+// the access_token parameter.
 func requestLogging(logger zerolog.Logger) []func(http.Handler) http.Handler {
 	return []func(http.Handler) http.Handler{
 		hlog.NewHandler(logger),
@@ -26,10 +28,24 @@ func requestLogging(logger zerolog.Logger) []func(http.Handler) http.Handler {
 			if status >= 500 {
 				ev = hlog.FromRequest(r).Warn()
 			}
-			ev.Str("method", r.Method).Str("path", r.URL.Path).Int("status", status).
-				Int("size", size).Float64("duration_ms", float64(d.Microseconds())/1000).Msg("request")
+			ev.Str("method", r.Method).Str("path", r.URL.Path)
+			if r.URL.RawQuery != "" {
+				ev.Str("query", redactedQuery(r.URL))
+			}
+			ev.Int("status", status).Int("size", size).Float64("duration_ms", float64(d.Microseconds())/1000).Msg("request")
 		}),
 	}
+}
+
+// redactedQuery is the query string with the value of access_token (an
+// API key: live follows take it there) replaced.
+func redactedQuery(u *url.URL) string {
+	q := u.Query()
+	if !q.Has("access_token") {
+		return u.RawQuery
+	}
+	q.Set("access_token", "REDACTED")
+	return q.Encode()
 }
 
 // recoverer turns a panic into a logged 500 problem instead of a dropped

@@ -47,6 +47,9 @@ type queryRequest struct {
 	After int64 `json:"after,omitempty" minimum:"0" format:"int64"`
 	// Page size, 1 to 10000. Default 1000.
 	Limit *int `json:"limit,omitempty" minimum:"1" maximum:"10000" default:"1000"`
+	// true: stay open and send matching events as they commit (with Accept:
+	// text/event-stream or application/x-ndjson; no limit).
+	Follow bool `json:"follow,omitempty"`
 } //@name QueryEventsRequest
 
 // queryPage is one page of a query's events.
@@ -131,17 +134,19 @@ func checkMatch(m json.RawMessage) string {
 //
 //	@Summary		Query events by type, tags and payload
 //	@Description	The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+//	@Description	Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position).
 //	@Tags			events
 //	@ID				queryEvents
 //	@Accept			json
 //	@Produce		json
-//	@Param			body	body		queryRequest	true	"The query"
-//	@Success		200		{object}	queryPage
-//	@Failure		400		{object}	Problem
-//	@Failure		413		{object}	Problem
-//	@Failure		415		{object}	Problem	"Body is not application/json"
-//	@Failure		401		{object}	Problem	"Missing or invalid API key (when the server has FSTORE_API_KEYS)"
-//	@Failure		503		{object}	Problem	"Database unavailable"
+//	@Param			body			body		queryRequest	true	"The query"
+//	@Param			Last-Event-ID	header		integer			false	"Live follows: the id of the last event received; takes the place of after"	format(int64)
+//	@Success		200				{object}	queryPage		"A page of events (application/json); or, with follow, a stream of them (text/event-stream, application/x-ndjson)"
+//	@Failure		400				{object}	Problem
+//	@Failure		413				{object}	Problem
+//	@Failure		415				{object}	Problem	"Body is not application/json"
+//	@Failure		401				{object}	Problem	"Missing or invalid API key (when the server has FSTORE_API_KEYS)"
+//	@Failure		503				{object}	Problem	"Database unavailable, or too-many-subscribers (live follows; see Retry-After)"
 //	@Security		bearer
 //	@Router			/v1/events/query [post]
 func (s *Server) queryEvents(w http.ResponseWriter, r *http.Request) {
@@ -160,6 +165,10 @@ func (s *Server) queryEvents(w http.ResponseWriter, r *http.Request) {
 		if limit < 1 || limit > maxReadLimit {
 			errs = append(errs, FieldError{Field: "limit", Message: fmt.Sprintf("must be an integer from 1 to %d", maxReadLimit)})
 		}
+	}
+	if format := liveFormatOf(r); format != nil || req.Follow {
+		s.followQuery(w, r, format, req, q, errs)
+		return
 	}
 	if len(errs) > 0 {
 		writeProblem(w, r, badRequest("the query is invalid", errs...))
@@ -189,4 +198,29 @@ func (c *appendCondition) toStore() (store.Condition, []FieldError) {
 		return store.Condition{Query: q, After: *c.After}, errs
 	}
 	return store.Condition{}, errs
+}
+
+// followQuery answers a query that asks for a stream: "follow": true with
+// a streaming Accept, no limit; Last-Event-ID takes the place of after.
+func (s *Server) followQuery(w http.ResponseWriter, r *http.Request, format *liveFormat, req queryRequest, q store.Query, errs []FieldError) {
+	switch {
+	case format == nil:
+		errs = append(errs, FieldError{Field: "follow", Message: "streams: send Accept: text/event-stream or application/x-ndjson"})
+	case !req.Follow:
+		errs = append(errs, FieldError{Field: "follow", Message: "must be true to stream a query (or ask for application/json)"})
+	}
+	if req.Limit != nil {
+		errs = append(errs, FieldError{Field: "limit", Message: "pages a JSON read: a live follow sends every event, omit it"})
+	}
+	after := req.After
+	if id, ok, fe := lastEventID(r); fe != nil {
+		errs = append(errs, *fe)
+	} else if ok {
+		after = id
+	}
+	if len(errs) > 0 {
+		writeProblem(w, r, badRequest("the query is invalid", errs...))
+		return
+	}
+	s.follow(w, r, format, store.Filter{Query: &q}, after)
 }

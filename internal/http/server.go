@@ -16,6 +16,7 @@ import (
 	"context"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -52,6 +53,7 @@ type Store interface {
 	ReplayPartition(ctx context.Context, view, decider, deciderID string, after int64) (store.PartitionDetail, error)
 	RetryParked(ctx context.Context, view string) (int64, error)
 	WatchLog() (<-chan struct{}, func())
+	Follow(ctx context.Context, f store.Filter, after int64) (*store.Follower, error)
 	Ping(ctx context.Context) error
 	SchemaVersion(ctx context.Context) (int, error)
 }
@@ -80,6 +82,12 @@ type Options struct {
 	// calls under it. Default: nil, no spans. Either way an appended event
 	// keeps the request's trace context in its metadata.
 	TracerProvider trace.TracerProvider
+	// MaxSubscribers bounds the live followers of this process; one more
+	// is answered 503. Default: DefaultMaxSubscribers.
+	MaxSubscribers int
+	// Heartbeat is the longest silence of a live response. Default:
+	// DefaultHeartbeat.
+	Heartbeat time.Duration
 }
 
 // DefaultMaxBodyBytes fits a batch of 1,000 events of about 8 KiB each.
@@ -93,6 +101,10 @@ type Server struct {
 	stopping chan struct{}
 	stopOnce sync.Once
 	metrics  *httpMetrics
+	// Live follows: stopCtx ends when StopWaiting is called.
+	stopCtx     context.Context
+	stopFollows context.CancelFunc
+	subscribers atomic.Int64
 }
 
 // NewServer returns the API over st.
@@ -103,14 +115,23 @@ func NewServer(st Store, opts Options) *Server {
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = 2 * time.Second
 	}
-	return &Server{store: traceStore(st, opts.TracerProvider), opts: opts, stopping: make(chan struct{}),
+	if opts.MaxSubscribers <= 0 {
+		opts.MaxSubscribers = DefaultMaxSubscribers
+	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = DefaultHeartbeat
+	}
+	s := &Server{store: traceStore(st, opts.TracerProvider), opts: opts, stopping: make(chan struct{}),
 		metrics: newHTTPMetrics(st)}
+	s.stopCtx, s.stopFollows = context.WithCancel(context.Background())
+	return s
 }
 
 // StopWaiting makes every long poll answer now with what it has (nothing),
-// so that a shutdown does not wait for them. Call it before http.Server.Shutdown.
+// and ends every live follow with a final frame saying so, so that a
+// shutdown does not wait for them. Call it before http.Server.Shutdown.
 func (s *Server) StopWaiting() {
-	s.stopOnce.Do(func() { close(s.stopping) })
+	s.stopOnce.Do(func() { close(s.stopping); s.stopFollows() })
 }
 
 // Handler returns the whole route table.
@@ -137,13 +158,13 @@ func (s *Server) Handler() http.Handler {
 	r.Get("/docs/*", serveDocs)
 
 	r.Route("/v1", func(r chi.Router) {
-		r.Use(bearerAuth(s.opts.APIKeys))
+		r.Use(accessTokenParam, bearerAuth(s.opts.APIKeys))
 		// Each route names the query parameters it takes; any other is a 400.
 		none := queryParams()
 		// Reading and consuming: any key.
 		r.With(none).Get("/deciders", s.listDeciders)
 		r.With(none).Get("/deciders/{decider}", s.getDecider)
-		r.With(queryParams("decider", "decider_id", "tag", "after", "limit")).Get("/events", s.readEvents)
+		r.With(queryParams("decider", "decider_id", "tag", "after", "limit", "events")).Get("/events", s.readEvents)
 		r.With(queryParams("decider", "decider_id")).Get("/events/last", s.lastEvent)
 		r.With(none).Get("/events/{event_id}", s.getEvent)
 		r.With(none).Post("/events/query", s.queryEvents)

@@ -366,6 +366,34 @@ type LeasedEventList struct {
 	Events []LeasedEvent `json:"events"`
 }
 
+// LiveError Why a live stream ended: its last frame.
+type LiveError struct {
+	// After The offset of the last event sent (the request's cursor when none was): follow again with after, or Last-Event-ID, set to it.
+	After  int64  `json:"after"`
+	Detail string `json:"detail"`
+	Title  string `json:"title"`
+
+	// Type urn:fstore:problem:subscriber-too-slow (more events waited for the client than the server buffers), shutting-down, or the problem type of the error that ended it (unavailable, …).
+	Type string `json:"type"`
+}
+
+// LiveErrorLine The last line of a live NDJSON stream.
+type LiveErrorLine struct {
+	// Error Why a live stream ended: its last frame.
+	Error LiveError `json:"error"`
+}
+
+// LiveHeartbeat A live NDJSON stream's heartbeat line.
+type LiveHeartbeat struct {
+	// Heartbeat When it was sent.
+	Heartbeat time.Time `json:"heartbeat"`
+}
+
+// LiveLine One line of a live NDJSON stream.
+type LiveLine struct {
+	union json.RawMessage
+}
+
 // NackRequest defines model for NackRequest.
 type NackRequest struct {
 	// Decider Example: order
@@ -550,6 +578,10 @@ type QueryEventsPage struct {
 type QueryEventsRequest struct {
 	// After Exclusive offset cursor. Default 0.
 	After *int64 `json:"after,omitempty"`
+
+	// Follow true: stay open and send matching events as they commit (with Accept:
+	// text/event-stream or application/x-ndjson; no limit).
+	Follow *bool `json:"follow,omitempty"`
 
 	// Limit Page size, 1 to 10000. Default 1000.
 	Limit *int       `json:"limit,omitempty"`
@@ -787,8 +819,17 @@ type ReadEventsParams struct {
 	// After Exclusive offset cursor
 	After *int64 `form:"after,omitempty" json:"after,omitempty"`
 
-	// Limit Page size
+	// Limit Page size (JSON reads only)
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Events Event types, comma-separated (or the parameter repeated): only events of these types
+	Events *string `form:"events,omitempty" json:"events,omitempty"`
+
+	// AccessToken Live follows only: the API key, for clients that cannot send headers (EventSource). It ends up in proxies' and servers' access logs (fstore's own redacts it): prefer Authorization
+	AccessToken *string `form:"access_token,omitempty" json:"access_token,omitempty"`
+
+	// LastEventID Live follows: the id of the last event received; takes the place of after (an EventSource sends it when it reconnects)
+	LastEventID *int64 `json:"Last-Event-ID,omitempty"`
 }
 
 // GetLastEventParams defines parameters for GetLastEvent.
@@ -798,6 +839,12 @@ type GetLastEventParams struct {
 
 	// DeciderId Stream key
 	DeciderId string `form:"decider_id" json:"decider_id"`
+}
+
+// QueryEventsParams defines parameters for QueryEvents.
+type QueryEventsParams struct {
+	// LastEventID Live follows: the id of the last event received; takes the place of after
+	LastEventID *int64 `json:"Last-Event-ID,omitempty"`
 }
 
 // ListPartitionsParams defines parameters for ListPartitions.
@@ -850,6 +897,94 @@ type SkipEventJSONRequestBody = SkipRequest
 
 // StreamEventsJSONRequestBody defines body for StreamEvents for application/json ContentType.
 type StreamEventsJSONRequestBody = StreamRequest
+
+// AsEvent returns the union data inside the LiveLine as a Event
+func (t LiveLine) AsEvent() (Event, error) {
+	var body Event
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromEvent overwrites any union data inside the LiveLine as the provided Event
+func (t *LiveLine) FromEvent(v Event) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeEvent performs a merge with any union data inside the LiveLine, using the provided Event
+func (t *LiveLine) MergeEvent(v Event) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsLiveHeartbeat returns the union data inside the LiveLine as a LiveHeartbeat
+func (t LiveLine) AsLiveHeartbeat() (LiveHeartbeat, error) {
+	var body LiveHeartbeat
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromLiveHeartbeat overwrites any union data inside the LiveLine as the provided LiveHeartbeat
+func (t *LiveLine) FromLiveHeartbeat(v LiveHeartbeat) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeLiveHeartbeat performs a merge with any union data inside the LiveLine, using the provided LiveHeartbeat
+func (t *LiveLine) MergeLiveHeartbeat(v LiveHeartbeat) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsLiveErrorLine returns the union data inside the LiveLine as a LiveErrorLine
+func (t LiveLine) AsLiveErrorLine() (LiveErrorLine, error) {
+	var body LiveErrorLine
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromLiveErrorLine overwrites any union data inside the LiveLine as the provided LiveErrorLine
+func (t *LiveLine) FromLiveErrorLine(v LiveErrorLine) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeLiveErrorLine performs a merge with any union data inside the LiveLine, using the provided LiveErrorLine
+func (t *LiveLine) MergeLiveErrorLine(v LiveErrorLine) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t LiveLine) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *LiveLine) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
 
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
@@ -970,7 +1105,8 @@ type ClientInterface interface {
 
 	// ReadEvents Read events
 	//
-	// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither); with tag (repeatable), only those that carry every tag given. Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
+	// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither); with tag (repeatable), only those that carry every tag given; events= keeps only some types. Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
+	// Follow the log live: with Accept: text/event-stream (Server-Sent Events) or application/x-ndjson, the answer sends every selected event after the cursor in offset order, then stays open and sends new events as they commit, never skipping a late one; a heartbeat at least every 15 s. SSE frames carry id: <offset> and data: <the event>; a reconnecting EventSource resumes from its Last-Event-ID. The last frame says why the stream ended (SSE event: error; NDJSON {"error": ...}) with the after to follow again from. No limit; 503 beyond FSTORE_MAX_SUBSCRIBERS followers. Live follows read the primary.
 	//
 	// Corresponds with GET /v1/events (the `ReadEvents` operationId).
 	ReadEvents(ctx context.Context, params *ReadEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1021,20 +1157,22 @@ type ClientInterface interface {
 	// QueryEventsWithBody Query events by type, tags and payload
 	//
 	// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+	// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position).
 	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/events/query (the `QueryEvents` operationId).
-	QueryEventsWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	QueryEventsWithBody(ctx context.Context, params *QueryEventsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// QueryEvents Query events by type, tags and payload
 	//
 	// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+	// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position).
 	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /v1/events/query (the `QueryEvents` operationId).
-	QueryEvents(ctx context.Context, body QueryEventsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	QueryEvents(ctx context.Context, params *QueryEventsParams, body QueryEventsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetEvent Get one event
 	//
@@ -1315,7 +1453,8 @@ func (c *Client) RegisterEventType(ctx context.Context, decider string, body Reg
 
 // ReadEvents Read events
 //
-// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither); with tag (repeatable), only those that carry every tag given. Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
+// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither); with tag (repeatable), only those that carry every tag given; events= keeps only some types. Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
+// Follow the log live: with Accept: text/event-stream (Server-Sent Events) or application/x-ndjson, the answer sends every selected event after the cursor in offset order, then stays open and sends new events as they commit, never skipping a late one; a heartbeat at least every 15 s. SSE frames carry id: <offset> and data: <the event>; a reconnecting EventSource resumes from its Last-Event-ID. The last frame says why the stream ended (SSE event: error; NDJSON {"error": ...}) with the after to follow again from. No limit; 503 beyond FSTORE_MAX_SUBSCRIBERS followers. Live follows read the primary.
 //
 // Corresponds with GET /v1/events (the `ReadEvents` operationId).
 func (c *Client) ReadEvents(ctx context.Context, params *ReadEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1426,12 +1565,13 @@ func (c *Client) GetLastEvent(ctx context.Context, params *GetLastEventParams, r
 // QueryEventsWithBody Query events by type, tags and payload
 //
 // The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position).
 //
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /v1/events/query (the `QueryEvents` operationId).
-func (c *Client) QueryEventsWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewQueryEventsRequestWithBody(c.Server, contentType, body)
+func (c *Client) QueryEventsWithBody(ctx context.Context, params *QueryEventsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewQueryEventsRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1445,12 +1585,13 @@ func (c *Client) QueryEventsWithBody(ctx context.Context, contentType string, bo
 // QueryEvents Query events by type, tags and payload
 //
 // The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position).
 //
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /v1/events/query (the `QueryEvents` operationId).
-func (c *Client) QueryEvents(ctx context.Context, body QueryEventsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewQueryEventsRequest(c.Server, body)
+func (c *Client) QueryEvents(ctx context.Context, params *QueryEventsParams, body QueryEventsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewQueryEventsRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2111,6 +2252,30 @@ func NewReadEventsRequest(server string, params *ReadEventsParams) (*http.Reques
 
 		}
 
+		if params.Events != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "events", *params.Events, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.AccessToken != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "access_token", *params.AccessToken, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -2120,6 +2285,21 @@ func NewReadEventsRequest(server string, params *ReadEventsParams) (*http.Reques
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+
+		if params.LastEventID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Last-Event-ID", *params.LastEventID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "integer", Format: "int64"})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Last-Event-ID", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -2264,18 +2444,18 @@ func NewGetLastEventRequest(server string, params *GetLastEventParams) (*http.Re
 }
 
 // NewQueryEventsRequest calls the generic QueryEvents builder with application/json body
-func NewQueryEventsRequest(server string, body QueryEventsJSONRequestBody) (*http.Request, error) {
+func NewQueryEventsRequest(server string, params *QueryEventsParams, body QueryEventsJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewQueryEventsRequestWithBody(server, "application/json", bodyReader)
+	return NewQueryEventsRequestWithBody(server, params, "application/json", bodyReader)
 }
 
 // NewQueryEventsRequestWithBody constructs an http.Request for the QueryEvents method, with any body, and a specified content type
-func NewQueryEventsRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+func NewQueryEventsRequestWithBody(server string, params *QueryEventsParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -2299,6 +2479,21 @@ func NewQueryEventsRequestWithBody(server string, contentType string, body io.Re
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.LastEventID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Last-Event-ID", *params.LastEventID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "integer", Format: "int64"})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Last-Event-ID", headerParam0)
+		}
+
+	}
 
 	return req, nil
 }
@@ -3131,7 +3326,8 @@ type ClientWithResponsesInterface interface {
 
 	// ReadEventsWithResponse Read events
 	//
-	// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither); with tag (repeatable), only those that carry every tag given. Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
+	// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither); with tag (repeatable), only those that carry every tag given; events= keeps only some types. Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
+	// Follow the log live: with Accept: text/event-stream (Server-Sent Events) or application/x-ndjson, the answer sends every selected event after the cursor in offset order, then stays open and sends new events as they commit, never skipping a late one; a heartbeat at least every 15 s. SSE frames carry id: <offset> and data: <the event>; a reconnecting EventSource resumes from its Last-Event-ID. The last frame says why the stream ended (SSE event: error; NDJSON {"error": ...}) with the after to follow again from. No limit; 503 beyond FSTORE_MAX_SUBSCRIBERS followers. Live follows read the primary.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3186,20 +3382,22 @@ type ClientWithResponsesInterface interface {
 	// QueryEventsWithBodyWithResponse Query events by type, tags and payload
 	//
 	// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+	// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position).
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/events/query (the `QueryEvents` operationId).
-	QueryEventsWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*QueryEventsResponse, error)
+	QueryEventsWithBodyWithResponse(ctx context.Context, params *QueryEventsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*QueryEventsResponse, error)
 
 	// QueryEventsWithResponse Query events by type, tags and payload
 	//
 	// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+	// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/events/query (the `QueryEvents` operationId).
-	QueryEventsWithResponse(ctx context.Context, body QueryEventsJSONRequestBody, reqEditors ...RequestEditorFn) (*QueryEventsResponse, error)
+	QueryEventsWithResponse(ctx context.Context, params *QueryEventsParams, body QueryEventsJSONRequestBody, reqEditors ...RequestEditorFn) (*QueryEventsResponse, error)
 
 	// GetEventWithResponse Get one event
 	//
@@ -5407,7 +5605,8 @@ func (c *ClientWithResponses) RegisterEventTypeWithResponse(ctx context.Context,
 
 // ReadEventsWithResponse Read events
 //
-// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither); with tag (repeatable), only those that carry every tag given. Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
+// Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither); with tag (repeatable), only those that carry every tag given; events= keeps only some types. Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
+// Follow the log live: with Accept: text/event-stream (Server-Sent Events) or application/x-ndjson, the answer sends every selected event after the cursor in offset order, then stays open and sends new events as they commit, never skipping a late one; a heartbeat at least every 15 s. SSE frames carry id: <offset> and data: <the event>; a reconnecting EventSource resumes from its Last-Event-ID. The last frame says why the stream ended (SSE event: error; NDJSON {"error": ...}) with the after to follow again from. No limit; 503 beyond FSTORE_MAX_SUBSCRIBERS followers. Live follows read the primary.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5498,12 +5697,13 @@ func (c *ClientWithResponses) GetLastEventWithResponse(ctx context.Context, para
 // QueryEventsWithBodyWithResponse Query events by type, tags and payload
 //
 // The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position).
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/events/query (the `QueryEvents` operationId).
-func (c *ClientWithResponses) QueryEventsWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*QueryEventsResponse, error) {
-	rsp, err := c.QueryEventsWithBody(ctx, contentType, body, reqEditors...)
+func (c *ClientWithResponses) QueryEventsWithBodyWithResponse(ctx context.Context, params *QueryEventsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*QueryEventsResponse, error) {
+	rsp, err := c.QueryEventsWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -5513,12 +5713,13 @@ func (c *ClientWithResponses) QueryEventsWithBodyWithResponse(ctx context.Contex
 // QueryEventsWithResponse Query events by type, tags and payload
 //
 // The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/events/query (the `QueryEvents` operationId).
-func (c *ClientWithResponses) QueryEventsWithResponse(ctx context.Context, body QueryEventsJSONRequestBody, reqEditors ...RequestEditorFn) (*QueryEventsResponse, error) {
-	rsp, err := c.QueryEvents(ctx, body, reqEditors...)
+func (c *ClientWithResponses) QueryEventsWithResponse(ctx context.Context, params *QueryEventsParams, body QueryEventsJSONRequestBody, reqEditors ...RequestEditorFn) (*QueryEventsResponse, error) {
+	rsp, err := c.QueryEvents(ctx, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -6125,6 +6326,9 @@ func ParseReadEventsResponse(rsp *http.Response) (*ReadEventsResponse, error) {
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	case rsp.StatusCode == 200:
+		// Content-type (text/event-stream) unsupported
+
 	}
 
 	return response, nil
@@ -6417,6 +6621,9 @@ func ParseQueryEventsResponse(rsp *http.Response) (*QueryEventsResponse, error) 
 			return nil, err
 		}
 		response.ApplicationproblemJSON503 = &dest
+
+	case rsp.StatusCode == 200:
+		// Content-type (text/event-stream) unsupported
 
 	}
 

@@ -1,8 +1,10 @@
 package client_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -93,6 +95,26 @@ func TestGeneratedClientScenario(t *testing.T) {
 	}
 	assert.Len(t, seen, 3)
 
+	// Events of some types; then the same followed live as NDJSON, each
+	// line a LiveLine.
+	typed, err := c.ReadEventsWithResponse(ctx, &client.ReadEventsParams{Events: ptr("shipped")})
+	require.NoError(t, err)
+	require.NotNil(t, typed.JSON200, "%s", typed.Body)
+	require.Len(t, typed.JSON200.Events, 1)
+	live, err := c.ReadEvents(ctx, &client.ReadEventsParams{Events: ptr("shipped")}, func(_ context.Context, req *http.Request) error {
+		req.Header.Set("Accept", "application/x-ndjson")
+		return nil
+	})
+	require.NoError(t, err)
+	line, err := bufio.NewReader(live.Body).ReadBytes('\n')
+	require.NoError(t, err)
+	live.Body.Close()
+	var ll client.LiveLine
+	require.NoError(t, ll.UnmarshalJSON(line))
+	followed, err := ll.AsEvent()
+	require.NoError(t, err)
+	assert.Equal(t, second, followed.EventId)
+
 	// A view: register, stream, ack, nack, status.
 	start := time.Now().Add(-time.Hour)
 	v, err := c.RegisterViewWithResponse(ctx, "orders", client.RegisterViewRequest{StartAt: &start, LockTimeoutS: ptr(30)})
@@ -167,7 +189,7 @@ func TestGeneratedClientScenario(t *testing.T) {
 	assert.Zero(t, retried.JSON200.Retried)
 
 	// By tag: a query item's tags, and the log read with tag=.
-	tagged, err := c.QueryEventsWithResponse(ctx, client.QueryEventsRequest{Query: client.EventQuery{
+	tagged, err := c.QueryEventsWithResponse(ctx, nil, client.QueryEventsRequest{Query: client.EventQuery{
 		Items: []client.QueryItem{{Types: &[]string{"placed"}, Tags: &[]string{"customer:c-7"}}}}})
 	require.NoError(t, err)
 	require.NotNil(t, tagged.JSON200, "%s", tagged.Body)
@@ -180,7 +202,7 @@ func TestGeneratedClientScenario(t *testing.T) {
 
 	// A decision across streams: query, then append on its position.
 	shipped := client.EventQuery{Items: []client.QueryItem{{Types: &[]string{"shipped"}}}}
-	q, err := c.QueryEventsWithResponse(ctx, client.QueryEventsRequest{Query: shipped})
+	q, err := c.QueryEventsWithResponse(ctx, nil, client.QueryEventsRequest{Query: shipped})
 	require.NoError(t, err)
 	require.NotNil(t, q.JSON200, "%s", q.Body)
 	require.Len(t, q.JSON200.Events, 1)

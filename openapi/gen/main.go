@@ -98,6 +98,7 @@ func polish(doc *openapi3.T) {
 		openObjects(ref)
 		tagItems(ref)
 	}
+	liveContent(doc)
 	for _, item := range doc.Paths.Map() {
 		for _, op := range item.Operations() {
 			for code, resp := range op.Responses.Map() {

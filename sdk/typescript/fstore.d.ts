@@ -118,7 +118,8 @@ export interface paths {
         };
         /**
          * Read events
-         * @description Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither); with tag (repeatable), only those that carry every tag given. Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
+         * @description Events in offset order: of one stream (decider and decider_id), of every stream of a decider (decider alone), or of the whole log (neither); with tag (repeatable), only those that carry every tag given; events= keeps only some types. Page with after: it never skips an event, even one whose transaction commits late. With a read standby configured (FSTORE_READ_DATABASE_URL), reads of a decider or of the whole log may be served by the standby, a few milliseconds behind; a stream is always read on the primary.
+         *     Follow the log live: with Accept: text/event-stream (Server-Sent Events) or application/x-ndjson, the answer sends every selected event after the cursor in offset order, then stays open and sends new events as they commit, never skipping a late one; a heartbeat at least every 15 s. SSE frames carry id: <offset> and data: <the event>; a reconnecting EventSource resumes from its Last-Event-ID. The last frame says why the stream ended (SSE event: error; NDJSON {"error": ...}) with the after to follow again from. No limit; 503 beyond FSTORE_MAX_SUBSCRIBERS followers. Live follows read the primary.
          */
         get: operations["readEvents"];
         put?: never;
@@ -200,6 +201,7 @@ export interface paths {
         /**
          * Query events by type, tags and payload
          * @description The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
+         *     Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position).
          */
         post: operations["queryEvents"];
         delete?: never;
@@ -735,6 +737,32 @@ export interface components {
         LeasedEventList: {
             events: components["schemas"]["LeasedEvent"][];
         };
+        /** @description Why a live stream ended: its last frame. */
+        LiveError: {
+            /**
+             * Format: int64
+             * @description The offset of the last event sent (the request's cursor when none was): follow again with after, or Last-Event-ID, set to it.
+             */
+            after: number;
+            detail: string;
+            title: string;
+            /** @description urn:fstore:problem:subscriber-too-slow (more events waited for the client than the server buffers), shutting-down, or the problem type of the error that ended it (unavailable, …). */
+            type: string;
+        };
+        /** @description The last line of a live NDJSON stream. */
+        LiveErrorLine: {
+            error: components["schemas"]["LiveError"];
+        };
+        /** @description A live NDJSON stream's heartbeat line. */
+        LiveHeartbeat: {
+            /**
+             * Format: date-time
+             * @description When it was sent.
+             */
+            heartbeat: string;
+        };
+        /** @description One line of a live NDJSON stream. */
+        LiveLine: components["schemas"]["Event"] | components["schemas"]["LiveHeartbeat"] | components["schemas"]["LiveErrorLine"];
         NackRequest: {
             /** @example order */
             decider: string;
@@ -942,6 +970,9 @@ export interface components {
              * @description Exclusive offset cursor. Default 0.
              */
             after?: number;
+            /** @description true: stay open and send matching events as they commit (with Accept:
+             *     text/event-stream or application/x-ndjson; no limit). */
+            follow?: boolean;
             /**
              * @description Page size, 1 to 10000. Default 1000.
              * @default 1000
@@ -1472,22 +1503,31 @@ export interface operations {
                 tag?: string[];
                 /** @description Exclusive offset cursor */
                 after?: number;
-                /** @description Page size */
+                /** @description Page size (JSON reads only) */
                 limit?: number;
+                /** @description Event types, comma-separated (or the parameter repeated): only events of these types */
+                events?: string;
+                /** @description Live follows only: the API key, for clients that cannot send headers (EventSource). It ends up in proxies' and servers' access logs (fstore's own redacts it): prefer Authorization */
+                access_token?: string;
             };
-            header?: never;
+            header?: {
+                /** @description Live follows: the id of the last event received; takes the place of after (an EventSource sends it when it reconnects) */
+                "Last-Event-ID"?: number;
+            };
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
+            /** @description A page of events (application/json); or, live, a stream of them (text/event-stream, application/x-ndjson) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["EventPage"];
+                    "application/x-ndjson": components["schemas"]["LiveLine"];
+                    "text/event-stream": string;
                 };
             };
             /** @description Bad Request */
@@ -1508,7 +1548,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Database unavailable */
+            /** @description Database unavailable, or too-many-subscribers (live follows: FSTORE_MAX_SUBSCRIBERS reached; see Retry-After) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1854,7 +1894,10 @@ export interface operations {
     queryEvents: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Live follows: the id of the last event received; takes the place of after */
+                "Last-Event-ID"?: number;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1865,13 +1908,15 @@ export interface operations {
             };
         };
         responses: {
-            /** @description OK */
+            /** @description A page of events (application/json); or, with follow, a stream of them (text/event-stream, application/x-ndjson) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["QueryEventsPage"];
+                    "application/x-ndjson": components["schemas"]["LiveLine"];
+                    "text/event-stream": string;
                 };
             };
             /** @description Bad Request */
@@ -1910,7 +1955,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Database unavailable */
+            /** @description Database unavailable, or too-many-subscribers (live follows; see Retry-After) */
             503: {
                 headers: {
                     [name: string]: unknown;

@@ -7,7 +7,9 @@ type Event = components["schemas"]["Event"];
 type Problem = components["schemas"]["Problem"];
 
 export async function scenario(baseUrl: string): Promise<void> {
-  const api = createClient<paths>({ baseUrl });
+  // JSON answers: the read operations also answer live streams
+  // (text/event-stream, application/x-ndjson), which this client does not read.
+  const api = createClient<paths, "application/json" | "application/problem+json">({ baseUrl });
 
   await api.POST("/v1/deciders/{decider}/events", {
     params: { path: { decider: "order" } },
@@ -47,6 +49,20 @@ export async function scenario(baseUrl: string): Promise<void> {
   // Read by tags: every event carrying both.
   const tagged = await api.GET("/v1/events", { params: { query: { tag: ["order:o-1", "customer:c-7"] } } });
   console.log("tagged", tagged.data?.events.length);
+
+  // Follow the log live. A browser uses an EventSource (frames carry the
+  // offset as their id); any client can read NDJSON, each line a LiveLine.
+  const placed = await api.GET("/v1/events", { params: { query: { events: "placed" } } });
+  console.log("placed events", placed.data?.events.length);
+  const live = await fetch(`${baseUrl}/v1/events?events=placed`, { headers: { accept: "application/x-ndjson" } });
+  const lines = live.body!.pipeThrough(new TextDecoderStream()).getReader();
+  const chunk = await lines.read();
+  for (const text of (chunk.value ?? "").split("\n").filter(Boolean)) {
+    const line = JSON.parse(text) as components["schemas"]["LiveLine"];
+    if ("event_id" in line) console.log("live event at offset", line.offset);
+    else if ("error" in line) console.log("follow again after", line.error.after);
+  }
+  await lines.cancel();
 
   // A decision across streams: query, then append on its position.
   const query = { items: [{ types: ["placed"], tags: ["customer:c-7"] }, { types: ["placed"], matches: [{ n: 1 }] }] };
