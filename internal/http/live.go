@@ -24,8 +24,9 @@ import (
 const (
 	// DefaultMaxSubscribers bounds the live followers of one process.
 	DefaultMaxSubscribers = 1000
-	// DefaultHeartbeat is the longest silence of a live response.
-	DefaultHeartbeat = 15 * time.Second
+	// DefaultHeartbeat is how long a live response stays silent at most
+	// (give or take a write): well within the 15 s the API promises.
+	DefaultHeartbeat = 10 * time.Second
 	// liveWriteTimeout bounds every write of a live response: a client that
 	// takes nothing for this long is cut off. It replaces the server's
 	// WriteTimeout, which would end every live response after 60 s.
@@ -168,8 +169,9 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, format *liveForm
 		return
 	}
 	defer fl.Close()
-	// The first page before the status: a read PostgreSQL refuses (a match
-	// out of its range) is still a 400, a database down a 503.
+	// The first page (or the news that there is none) before the status: a
+	// read PostgreSQL refuses (a match out of its range) is still a 400, a
+	// database down a 503.
 	evs, err := fl.Next(ctx, min(s.opts.Heartbeat, time.Second))
 	if err != nil {
 		if s.stopCtx.Err() != nil && r.Context().Err() == nil {
@@ -190,8 +192,8 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, format *liveForm
 			s.endFollow(r, lw, err)
 			return
 		}
-		if len(evs) == 0 {
-			lw.heartbeat()
+		if len(evs) == 0 && time.Since(lw.flushed) >= s.opts.Heartbeat/2 {
+			lw.heartbeat() // not when Next returned on catching up
 		}
 	}
 }
@@ -238,11 +240,12 @@ func (s *Server) endFollow(r *http.Request, lw *liveWriter, err error) {
 
 // liveWriter writes frames into a buffer and flushes it in one write.
 type liveWriter struct {
-	w      http.ResponseWriter
-	rc     *http.ResponseController
-	format *liveFormat
-	buf    []byte
-	after  int64 // the last offset sent: where to follow again from
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	format  *liveFormat
+	buf     []byte
+	after   int64     // the last offset sent: where to follow again from
+	flushed time.Time // the last write
 }
 
 func (lw *liveWriter) event(e store.LiveEvent) {
@@ -286,16 +289,19 @@ func (lw *liveWriter) flush() error {
 	if err := lw.rc.SetWriteDeadline(time.Now().Add(liveWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
-	_, err := lw.w.Write(lw.buf)
-	if cap(lw.buf) > 1<<20 {
-		lw.buf = nil // a large catch-up page: do not keep it per idle client
-	} else {
-		lw.buf = lw.buf[:0]
+	if len(lw.buf) > 0 {
+		_, err := lw.w.Write(lw.buf)
+		lw.flushed = time.Now()
+		if cap(lw.buf) > 1<<20 {
+			lw.buf = nil // a large catch-up page: do not keep it per idle client
+		} else {
+			lw.buf = lw.buf[:0]
+		}
+		if err != nil {
+			return err
+		}
 	}
-	if err != nil {
-		return err
-	}
-	return lw.rc.Flush()
+	return lw.rc.Flush() // the status and headers too, the first time
 }
 
 // liveError is the final frame of a live response (SSE: the data of an

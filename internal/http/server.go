@@ -3,13 +3,13 @@
 //
 //	@title						fstore API
 //	@version					0.1.0
-//	@description				An event store on PostgreSQL: append-only event streams with optimistic locking, read by stream, decider or whole log; views (consumer groups) lease partitions to consumers with fenced leases.
+//	@description				An event store on PostgreSQL: append-only event streams with optimistic locking, read by stream, decider or whole log, or followed live (Server-Sent Events, NDJSON); views (consumer groups) lease partitions to consumers with fenced leases.
 //	@license.name				Apache-2.0
 //	@BasePath					/
 //	@securityDefinitions.apikey	bearer
 //	@in							header
 //	@name						Authorization
-//	@description				"Bearer <key>", required on /v1 routes when the server has FSTORE_API_KEYS set.
+//	@description				"Bearer <key>", required on /v1 routes when the server has FSTORE_API_KEYS set. A live follow of GET /v1/events (EventSource cannot send headers) may pass the key as ?access_token= instead.
 package httpapi
 
 import (

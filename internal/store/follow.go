@@ -75,8 +75,9 @@ func (s *Store) Follow(ctx context.Context, f Filter, after int64) (*Follower, e
 
 // Next returns the next events in offset order: pages of the backlog
 // first, then new events as they commit. While there are none it waits, at
-// most wait, and returns none when the wait is over (time for a heartbeat).
-// The events are valid until the next call.
+// most wait, and returns none when the wait is over (time for a heartbeat),
+// or at once when the follower has just caught up with the log. The events
+// are valid until the next call.
 //
 // Errors: ErrFellBehind when the caller let more than MaxBehind new events
 // wait; a store error (ErrUnavailable, …) when a catch-up read failed;
@@ -97,7 +98,7 @@ func (fl *Follower) Next(ctx context.Context, wait time.Duration) ([]LiveEvent, 
 			}
 			if p.live {
 				fl.live, fl.cursor = true, p.cursor
-				continue
+				return nil, nil
 			}
 			fl.held = p.release
 			fl.cursor = p.events[len(p.events)-1].Offset
