@@ -51,7 +51,7 @@ func main() {
 	flag.IntVar(&o.scopedLog, "scoped-log", 2_000_000, "events the scoped views' log holds at least (appended in SQL when the store is smaller)")
 	flag.IntVar(&o.dcbStore, "dcb-store", 2_000_000, "tagged batches bring the store to this many events before the DCB figures")
 	only := flag.String("only", "", "comma-separated sections to run after the load, for development: "+
-		"single, views, seed, grow, read, consume, poll, push, hooks, scoped, dcb, scale, querymode, pooler, standby, trace (default: all; with -only, skip -out and -readme)")
+		"single, views, seed, grow, read, consume, poll, push, hooks, scoped, live, dcb, scale, querymode, pooler, standby, trace (default: all; with -only, skip -out and -readme)")
 	flag.Parse()
 	if *only != "" {
 		o.only = strings.Split(*only, ",")
@@ -205,6 +205,13 @@ func run(ctx context.Context, o options) error {
 	if o.want("scoped") {
 		log.Printf("scoped views: drain a 1%% decider from the log's beginning, empty polls, appends with 10 scoped views")
 		if r.scoped, err = scopedBench(ctx, c, fstoreDB, o); err != nil {
+			return err
+		}
+	}
+
+	if o.want("live") {
+		log.Printf("live follows: catch-up, 1,000 subscribers, appends while followed")
+		if r.live, err = liveBench(ctx, o.api, fstoreDB, o); err != nil {
 			return err
 		}
 	}

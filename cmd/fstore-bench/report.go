@@ -29,6 +29,7 @@ type report struct {
 	push                       pushFigures
 	hooks                      hookFigures
 	scoped                     scopedFigures
+	live                       liveFigures
 	dcb                        dcbFigures
 	modes                      []modeFigures
 	scale                      [2]scaleRun
@@ -102,6 +103,7 @@ func (r report) table() string {
 		hookBacklog, h.scoped, hookBacklog, h.unscoped, ratio(h.scoped, h.unscoped), check(h.unscoped > 0 && h.scoped >= h.unscoped))
 	fmt.Fprintf(&b, "| pushes/s with attempt recording on (unscoped, backlog of %d) | %.0f/s | off (`FSTORE_ATTEMPT_RETENTION=0`): %.0f/s → %s | ≥ 0.9×: %s |\n",
 		hookBacklog, h.unscoped, h.recordingOff, ratio(h.unscoped, h.recordingOff), check(h.recordingOff > 0 && h.unscoped >= 0.9*h.recordingOff))
+	r.live.rows(&b)
 	d := r.dcb
 	fmt.Fprintf(&b, "| batch append, 100 events per request, 8 clients, 3 tags and 200 bytes of metadata on every event (%d events) | %.0f events/s | PostgreSQL's own multi-row INSERT of the same rows into a table without indexes, 8 connections: %.0f rows/s → %s | ≥ 50,000: %s |\n",
 		d.taggedEvents, d.taggedBatch, d.plainInsert, ratio(d.taggedBatch, d.plainInsert), check(d.taggedBatch >= 50000))
@@ -251,6 +253,19 @@ const method = `
   without indexes, triggers or constraints: what PostgreSQL alone does with
   such rows on this machine. Single appends with and without tags and
   metadata are measured side by side, twice each, against the noise.
+- Live follows run on an API process of their own over the loaded store
+  (its peak RSS is the live row's). Catch-up: one client follows the whole
+  log from offset 0 as Server-Sent Events, reading the id lines, until the
+  last event came; beside it, PostgreSQL exports the same rows with
+  "COPY (SELECT row_to_json(e) FROM events e ORDER BY offset) TO STDOUT"
+  to a client that counts the bytes; best of two alternating runs each.
+  Then 1,000 SSE subscribers follow the whole log from its end: the API's
+  connections (pg_stat_activity, by application_name) are sampled 20 times
+  over 2 s while they wait; then one client appends 1,000 events at 100/s
+  through the same API, and every subscriber times each frame from just
+  before its append was sent. Last, single appends (as above) on that API
+  with no subscriber, then with 100 following the whole log and draining
+  what they get.
 - Dynamic consistency boundaries (docs/dcb.md): the store then gets 10,000
   copies and 50,000 loans (copy among 10,000, reader among 2,000), tagged
   "copy:…" and "reader:…" and with the same ids in their data. The query is
