@@ -66,7 +66,7 @@ bench: ## Benchmarks on a throwaway PostgreSQL; writes docs/benchmarks.md
 	scripts/bench.sh
 
 .PHONY: e2e
-e2e: ## Check /docs in headless Chromium (installed with apt when missing); saves docs/swagger-ui.png
+e2e: ## Check /docs and a live follow (EventSource across an API restart) in headless Chromium (installed with apt when missing)
 	scripts/e2e.sh
 
 .PHONY: pg-stop

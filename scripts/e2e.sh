@@ -2,7 +2,10 @@
 # e2e.sh: 'make e2e'. Loads /docs in Debian's headless Chromium against a real
 # API on a throwaway PostgreSQL: Swagger UI must list the operations, a "Try
 # it out" call must succeed, nothing may be fetched from elsewhere (the docs
-# work offline), and docs/swagger-ui.png is saved.
+# work offline), and docs/swagger-ui.png is saved. Then a page's EventSource
+# follows the log while events are appended and the API restarts: it must
+# get every event once, in order, resuming by itself with Last-Event-ID
+# (e2e/live.mjs); docs/live-follow.png is saved.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,15 +25,20 @@ go build -o bin/fstore-api ./cmd/api
 (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
 export CHROMIUM
 
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+export -f free_port
+
 run_check() {
-  local port addr api
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  addr=127.0.0.1:$port
+  local addr api
+  addr=127.0.0.1:$(free_port)
   FSTORE_ADDR=$addr FSTORE_LOG_LEVEL=warn bin/fstore-api &
   api=$!
   trap 'kill $api 2>/dev/null; wait $api 2>/dev/null' RETURN
   for _ in $(seq 1 100); do curl -fs "http://$addr/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
   (cd e2e && API="http://$addr" node docs.mjs)
+  (cd e2e && API_BIN=../bin/fstore-api ADDR=127.0.0.1:$(free_port) node live.mjs)
 }
 export -f run_check
 scripts/pg.sh temp bash -c run_check
