@@ -180,7 +180,7 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, format *liveForm
 		writeProblem(w, r, err)
 		return
 	}
-	lw := s.startLive(w, format, after)
+	lw := s.startLive(w, r, format, after)
 	for {
 		for _, e := range evs {
 			lw.event(e)
@@ -200,11 +200,17 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, format *liveForm
 
 // startLive writes the status and headers of a live response, and buffers
 // the SSE retry hint.
-func (s *Server) startLive(w http.ResponseWriter, format *liveFormat, after int64) *liveWriter {
+func (s *Server) startLive(w http.ResponseWriter, r *http.Request, format *liveFormat, after int64) *liveWriter {
 	h := w.Header()
 	h.Set("Content-Type", format.contentType)
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // nginx: pass frames through at once
+	if r.ProtoMajor == 1 {
+		// No chunked framing: the body ends when the connection closes, as
+		// the SSE specification recommends. A flush is then one write to
+		// the socket, not three (chunk header, data, trailer).
+		h.Set("Transfer-Encoding", "identity")
+	}
 	w.WriteHeader(http.StatusOK)
 	// net/http lifts the read deadline itself once the body is read; the
 	// write deadline is each flush's.
@@ -240,12 +246,13 @@ func (s *Server) endFollow(r *http.Request, lw *liveWriter, err error) {
 
 // liveWriter writes frames into a buffer and flushes it in one write.
 type liveWriter struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	format  *liveFormat
-	buf     []byte
-	after   int64     // the last offset sent: where to follow again from
-	flushed time.Time // the last write
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+	format   *liveFormat
+	buf      []byte
+	after    int64     // the last offset sent: where to follow again from
+	flushed  time.Time // the last write
+	deadline time.Time // the write deadline set
 }
 
 func (lw *liveWriter) event(e store.LiveEvent) {
@@ -284,10 +291,15 @@ func (lw *liveWriter) final(slug, title, detail string) {
 	}
 }
 
-// flush writes the buffered frames within liveWriteTimeout.
+// flush writes the buffered frames. A write may take from half of
+// liveWriteTimeout to all of it: the deadline is moved only when half of it
+// has passed, not for every one of a thousand followers' frames.
 func (lw *liveWriter) flush() error {
-	if err := lw.rc.SetWriteDeadline(time.Now().Add(liveWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return err
+	if now := time.Now(); lw.deadline.Sub(now) < liveWriteTimeout/2 {
+		lw.deadline = now.Add(liveWriteTimeout)
+		if err := lw.rc.SetWriteDeadline(lw.deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
 	}
 	if len(lw.buf) > 0 {
 		_, err := lw.w.Write(lw.buf)

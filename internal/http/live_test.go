@@ -46,6 +46,7 @@ func TestFollowSSE(t *testing.T) {
 	assert.Equal(t, "text/event-stream; charset=utf-8", st.resp.Header.Get("Content-Type"))
 	assert.Equal(t, "no-cache", st.resp.Header.Get("Cache-Control"))
 	assert.Equal(t, "no", st.resp.Header.Get("X-Accel-Buffering"))
+	assert.Empty(t, st.resp.TransferEncoding, "not chunked: the body ends with the connection")
 	first, ok := st.frame()
 	require.True(t, ok)
 	retry, err := strconv.Atoi(first.Retry)

@@ -52,7 +52,9 @@ func (e *feedEvent) parsedData() (any, bool) {
 type subscription struct {
 	filter *liveFilter
 	notify chan struct{} // capacity 1: "the queue is not empty, or behind"
-	// Guarded by feed.mu.
+	// mu guards the queue, so that a thousand followers taking theirs do
+	// not wait for each other; the feed takes it under its own.
+	mu     sync.Mutex
 	queue  []*feedEvent
 	behind bool
 }
@@ -111,7 +113,9 @@ func (f *feed) drop(sub *subscription) {
 		return
 	}
 	delete(f.subs, sub)
+	sub.mu.Lock()
 	sub.queue = nil
+	sub.mu.Unlock()
 	if len(f.subs) == 0 {
 		f.following.Store(false)
 		f.s.watch.removeWaiter()
@@ -120,16 +124,16 @@ func (f *feed) drop(sub *subscription) {
 
 // isBehind reports whether sub was dropped for falling behind.
 func (f *feed) isBehind(sub *subscription) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
 	return sub.behind
 }
 
 // take returns sub's queued events and empties its queue; ErrFellBehind
 // once it was dropped for falling behind.
 func (f *feed) take(sub *subscription, into []*feedEvent) ([]*feedEvent, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
 	if sub.behind {
 		return into, ErrFellBehind
 	}
@@ -140,20 +144,22 @@ func (f *feed) take(sub *subscription, into []*feedEvent) ([]*feedEvent, error) 
 }
 
 // advance reads what committed below horizon h since the feed's position
-// and queues it for the followers. Only the watcher calls it, one call at
-// a time. A failed read is left for the next horizon.
-func (f *feed) advance(ctx context.Context, h int64) {
+// and queues it for the followers; it reports whether it found events.
+// Only the watcher calls it, one call at a time. A failed read is left for
+// the next horizon.
+func (f *feed) advance(ctx context.Context, h int64) (found bool) {
 	for {
 		f.mu.Lock()
 		from, gen, active := f.pos, f.gen, len(f.subs) > 0
 		f.mu.Unlock()
 		if !active || from >= h-1 {
-			return
+			return found
 		}
 		evs, err := f.s.readRange(ctx, nil, from, h, feedPage)
 		if err != nil {
-			return
+			return found
 		}
+		found = found || len(evs) > 0
 		next := h - 1
 		if len(evs) == feedPage {
 			next = evs[len(evs)-1].Offset
@@ -173,17 +179,22 @@ func (f *feed) advance(ctx context.Context, h int64) {
 // behind; f.mu is held.
 func (f *feed) fanOut(batch []*feedEvent) {
 	for sub := range f.subs {
+		sub.mu.Lock()
 		n := len(sub.queue)
 		for _, e := range batch {
 			if sub.filter.selects(e) {
 				sub.queue = append(sub.queue, e)
 			}
 		}
-		if len(sub.queue) == n {
+		added, behind := len(sub.queue) > n, len(sub.queue) > MaxBehind
+		if behind {
+			sub.behind = true
+		}
+		sub.mu.Unlock()
+		if !added {
 			continue
 		}
-		if len(sub.queue) > MaxBehind {
-			sub.behind = true
+		if behind {
 			f.drop(sub)
 		}
 		select {

@@ -46,6 +46,7 @@ type Follower struct {
 	held   func()
 	queued []*feedEvent
 	out    []LiveEvent
+	timer  *time.Timer // Next's wait, reused
 }
 
 // page is what the catch-up reader hands over: events, an error, or the
@@ -85,8 +86,13 @@ func (s *Store) Follow(ctx context.Context, f Filter, after int64) (*Follower, e
 // last offset handed out.
 func (fl *Follower) Next(ctx context.Context, wait time.Duration) ([]LiveEvent, error) {
 	fl.release()
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
+	if fl.timer == nil {
+		fl.timer = time.NewTimer(wait)
+	} else {
+		fl.timer.Reset(wait)
+	}
+	defer fl.timer.Stop()
+	timer := fl.timer
 	for !fl.live {
 		select {
 		case p, ok := <-fl.pages:

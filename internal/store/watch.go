@@ -11,9 +11,11 @@ import (
 // process wake waiters at once.
 const logWatchInterval = 20 * time.Millisecond
 
-// feedMinInterval is the least time between two reads of the watcher when
-// appends of this process wake it.
-const feedMinInterval = 5 * time.Millisecond
+// feedBusyInterval is the least time between a read of the feed that found
+// events and the next: an append of this process wakes an idle feed at
+// once, but under many appends a second the feed reads batches, not single
+// events, and each follower gets one write per batch.
+const feedBusyInterval = 20 * time.Millisecond
 
 // logWatcher tells long polls that the log moved, and hands live followers'
 // feed (feed.go) each new read horizon. It needs no LISTEN/NOTIFY
@@ -28,7 +30,7 @@ type logWatcher struct {
 	horizon int64
 	running bool
 	kick    chan struct{} // an append of this process, for the feed
-	last    time.Time     // the poll's last read; only poll uses it
+	found   time.Time     // the feed's last read that found events; only poll uses it
 }
 
 func newLogWatcher(s *Store) *logWatcher {
@@ -108,22 +110,22 @@ func (w *logWatcher) poll() {
 		}
 		w.mu.Unlock()
 		ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
-		w.s.feed.advance(ctx, h)
+		if w.s.feed.advance(ctx, h) {
+			w.found = time.Now()
+		}
 		cancel()
 	}
 }
 
 // pace waits for the next tick, or for an append of this process when live
-// followers wait for it, but lets at least feedMinInterval pass between two
-// reads: under thousands of appends a second the feed reads batches, not
-// single events.
+// followers wait for it, but no less than feedBusyInterval after a read of
+// the feed that found events.
 func (w *logWatcher) pace(t *time.Ticker) {
 	select {
 	case <-t.C:
 	case <-w.kick:
 	}
-	if wait := time.Until(w.last.Add(feedMinInterval)); wait > 0 {
+	if wait := time.Until(w.found.Add(feedBusyInterval)); wait > 0 {
 		time.Sleep(wait)
 	}
-	w.last = time.Now()
 }
