@@ -304,8 +304,8 @@ func (lw *liveWriter) flush() error {
 	if len(lw.buf) > 0 {
 		_, err := lw.w.Write(lw.buf)
 		lw.flushed = time.Now()
-		if cap(lw.buf) > 1<<20 {
-			lw.buf = nil // a large catch-up page: do not keep it per idle client
+		if cap(lw.buf) > 64<<10 {
+			lw.buf = nil // a catch-up page, a burst: not kept by a thousand idle clients
 		} else {
 			lw.buf = lw.buf[:0]
 		}

@@ -152,3 +152,22 @@ func fill(t *testing.T, f reflect.Value, name string) {
 		t.Fatalf("Event.%s is of type %s: teach fill (and Event.AppendJSON) about it", name, f.Type())
 	}
 }
+
+// go test -run '^$' -bench EventJSON ./internal/store: AppendJSON against
+// encoding/json for a typical event (docs/performance.md).
+func BenchmarkEventJSON(b *testing.B) {
+	e := store.Event{Event: "order_placed", EventID: uuid.New(), EventVersion: 1, Decider: "order",
+		DeciderID: uuid.NewString(), Data: json.RawMessage(`{"n": 1, "note": "a typical small payload"}`),
+		CommandID: uuid.New(), PreviousID: ptr(uuid.New()), CreatedAt: time.Now(), Offset: 1234567}
+	b.Run("AppendJSON", func(b *testing.B) {
+		var buf []byte
+		for b.Loop() {
+			buf = e.AppendJSON(buf[:0])
+		}
+	})
+	b.Run("encoding/json", func(b *testing.B) {
+		for b.Loop() {
+			_, _ = json.Marshal(e)
+		}
+	})
+}
