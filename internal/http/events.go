@@ -274,7 +274,7 @@ func (s *Server) appendBatch(w http.ResponseWriter, r *http.Request) {
 //	@Param			tag				query		[]string	false	"A tag the events must carry; repeat it for several (all must be present), at most 100"	collectionFormat(multi)
 //	@Param			after			query		integer		false	"Exclusive offset cursor"	minimum(0)	default(0)	format(int64)
 //	@Param			limit			query		integer		false	"Page size (JSON reads only)"	minimum(1)	maximum(10000)	default(1000)
-//	@Param			events			query		string		false	"Event types, comma-separated (or the parameter repeated): only events of these types"	example(order_placed,order_shipped)
+//	@Param			events			query		string		false	"Event types (at most 100), comma-separated or the parameter repeated: only events of these types"	example(order_placed,order_shipped)
 //	@Param			Last-Event-ID	header		integer		false	"Live follows: the id of the last event received; takes the place of after (an EventSource sends it when it reconnects)"	format(int64)
 //	@Param			access_token	query		string		false	"Live follows only: the API key, for clients that cannot send headers (EventSource). It ends up in proxies' and servers' access logs (fstore's own redacts it): prefer Authorization"
 //	@Success		200				{object}	eventsPage	"A page of events (application/json); or, live, a stream of them (text/event-stream, application/x-ndjson)"

@@ -822,7 +822,7 @@ type ReadEventsParams struct {
 	// Limit Page size (JSON reads only)
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 
-	// Events Event types, comma-separated (or the parameter repeated): only events of these types
+	// Events Event types (at most 100), comma-separated or the parameter repeated: only events of these types
 	Events *string `form:"events,omitempty" json:"events,omitempty"`
 
 	// AccessToken Live follows only: the API key, for clients that cannot send headers (EventSource). It ends up in proxies' and servers' access logs (fstore's own redacts it): prefer Authorization

@@ -1505,7 +1505,7 @@ export interface operations {
                 after?: number;
                 /** @description Page size (JSON reads only) */
                 limit?: number;
-                /** @description Event types, comma-separated (or the parameter repeated): only events of these types */
+                /** @description Event types (at most 100), comma-separated or the parameter repeated: only events of these types */
                 events?: string;
                 /** @description Live follows only: the API key, for clients that cannot send headers (EventSource). It ends up in proxies' and servers' access logs (fstore's own redacts it): prefer Authorization */
                 access_token?: string;
