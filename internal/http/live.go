@@ -27,10 +27,10 @@ const (
 	// DefaultHeartbeat is how long a live response stays silent at most
 	// (give or take a write): well within the 15 s the API promises.
 	DefaultHeartbeat = 10 * time.Second
-	// liveWriteTimeout bounds every write of a live response: a client that
-	// takes nothing for this long is cut off. It replaces the server's
-	// WriteTimeout, which would end every live response after 60 s.
-	liveWriteTimeout = 30 * time.Second
+	// DefaultLiveWriteTimeout bounds every write of a live response: a
+	// client that takes nothing for this long is cut off. It replaces the
+	// server's WriteTimeout, which would end every live response after 60 s.
+	DefaultLiveWriteTimeout = 30 * time.Second
 	// subscriberRetryAfter is the Retry-After of a refused subscriber, in s.
 	subscriberRetryAfter = "5"
 )
@@ -214,7 +214,8 @@ func (s *Server) startLive(w http.ResponseWriter, r *http.Request, format *liveF
 	w.WriteHeader(http.StatusOK)
 	// net/http lifts the read deadline itself once the body is read; the
 	// write deadline is each flush's.
-	lw := &liveWriter{w: w, rc: http.NewResponseController(w), format: format, after: after}
+	lw := &liveWriter{w: w, rc: http.NewResponseController(w), format: format, after: after,
+		timeout: s.opts.LiveWriteTimeout}
 	if format.sse {
 		// Reconnect after 1 to 3 s: clients of a restarted server spread out.
 		lw.buf = append(lw.buf, "retry: "...)
@@ -253,6 +254,7 @@ type liveWriter struct {
 	after    int64     // the last offset sent: where to follow again from
 	flushed  time.Time // the last write
 	deadline time.Time // the write deadline set
+	timeout  time.Duration
 }
 
 func (lw *liveWriter) event(e store.LiveEvent) {
@@ -291,12 +293,12 @@ func (lw *liveWriter) final(slug, title, detail string) {
 	}
 }
 
-// flush writes the buffered frames. A write may take from half of
-// liveWriteTimeout to all of it: the deadline is moved only when half of it
+// flush writes the buffered frames. A write may take from half of the
+// write timeout to all of it: the deadline is moved only when half of it
 // has passed, not for every one of a thousand followers' frames.
 func (lw *liveWriter) flush() error {
-	if now := time.Now(); lw.deadline.Sub(now) < liveWriteTimeout/2 {
-		lw.deadline = now.Add(liveWriteTimeout)
+	if now := time.Now(); lw.deadline.Sub(now) < lw.timeout/2 {
+		lw.deadline = now.Add(lw.timeout)
 		if err := lw.rc.SetWriteDeadline(lw.deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
 			return err
 		}

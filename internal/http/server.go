@@ -88,6 +88,10 @@ type Options struct {
 	// Heartbeat is the longest silence of a live response. Default:
 	// DefaultHeartbeat.
 	Heartbeat time.Duration
+	// LiveWriteTimeout cuts off a live follower whose write has not
+	// finished after this long (it stopped reading). Default:
+	// DefaultLiveWriteTimeout.
+	LiveWriteTimeout time.Duration
 }
 
 // DefaultMaxBodyBytes fits a batch of 1,000 events of about 8 KiB each.
@@ -120,6 +124,9 @@ func NewServer(st Store, opts Options) *Server {
 	}
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = DefaultHeartbeat
+	}
+	if opts.LiveWriteTimeout <= 0 {
+		opts.LiveWriteTimeout = DefaultLiveWriteTimeout
 	}
 	s := &Server{store: traceStore(st, opts.TracerProvider), opts: opts, stopping: make(chan struct{}),
 		metrics: newHTTPMetrics(st)}
