@@ -22,6 +22,7 @@ import (
 	httpapi "github.com/fstore/fstore/internal/http"
 	"github.com/fstore/fstore/internal/startup"
 	fstoresql "github.com/fstore/fstore/sql"
+	"github.com/fstore/fstore/web"
 )
 
 func main() {
@@ -74,6 +75,7 @@ func run() error {
 		Logger: logger, APIKeys: cfg.APIKeys, MaxBodyBytes: cfg.MaxBodyBytes, SchemaVersion: version,
 		AllowPrivateURLs: cfg.AllowPrivateURLs,
 		TracerProvider:   tp,
+		Console:          web.Console,
 	})
 	srv := &http.Server{
 		Handler:           api.Handler(),
@@ -90,7 +92,7 @@ func run() error {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	base := "http://" + ln.Addr().String()
-	logger.Info().Str("api", base+"/v1").Str("docs", base+"/docs/").Str("openapi", base+"/openapi.json").
+	logger.Info().Str("api", base+"/v1").Str("console", base+"/console/").Str("docs", base+"/docs/").Str("openapi", base+"/openapi.json").
 		Msg("fstore API listening")
 
 	serveErr := make(chan error, 1)

@@ -14,6 +14,7 @@ package httpapi
 
 import (
 	"context"
+	"io/fs"
 	"net/http"
 	"sync"
 	"time"
@@ -52,6 +53,8 @@ type Store interface {
 	ReplayPartition(ctx context.Context, view, decider, deciderID string, after int64) (store.PartitionDetail, error)
 	RetryParked(ctx context.Context, view string) (int64, error)
 	WatchLog() (<-chan struct{}, func())
+	LogStatus(ctx context.Context) (store.LogStatus, error)
+	ListDispatchers(ctx context.Context) ([]store.DispatcherStatus, error)
 	Ping(ctx context.Context) error
 	SchemaVersion(ctx context.Context) (int, error)
 }
@@ -80,6 +83,9 @@ type Options struct {
 	// calls under it. Default: nil, no spans. Either way an appended event
 	// keeps the request's trace context in its metadata.
 	TracerProvider trace.TracerProvider
+	// Console holds the built operator console (web.Console): index.html
+	// and its assets at the root. nil: /console answers 404.
+	Console fs.FS
 }
 
 // DefaultMaxBodyBytes fits a batch of 1,000 events of about 8 KiB each.
@@ -93,6 +99,7 @@ type Server struct {
 	stopping chan struct{}
 	stopOnce sync.Once
 	metrics  *httpMetrics
+	console  map[string]consoleFile
 }
 
 // NewServer returns the API over st.
@@ -103,8 +110,14 @@ func NewServer(st Store, opts Options) *Server {
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = 2 * time.Second
 	}
+	console, err := consoleFiles(opts.Console)
+	if err != nil {
+		// An embed.FS always reads; another fs.FS may not. The API serves on
+		// without a console rather than not at all.
+		opts.Logger.Error().Err(err).Msg("console assets unreadable: /console answers 404")
+	}
 	return &Server{store: traceStore(st, opts.TracerProvider), opts: opts, stopping: make(chan struct{}),
-		metrics: newHTTPMetrics(st)}
+		metrics: newHTTPMetrics(st), console: console}
 }
 
 // StopWaiting makes every long poll answer now with what it has (nothing),
@@ -135,12 +148,15 @@ func (s *Server) Handler() http.Handler {
 	r.Get("/openapi.yaml", serveOpenAPIYAML)
 	r.Get("/docs", redirectToDocs)
 	r.Get("/docs/*", serveDocs)
+	r.Get("/console", redirectToConsole)
+	r.Get("/console/*", s.serveConsole)
 
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(bearerAuth(s.opts.APIKeys))
 		// Each route names the query parameters it takes; any other is a 400.
 		none := queryParams()
 		// Reading and consuming: any key.
+		r.With(none).Get("/status", s.getStatus)
 		r.With(none).Get("/deciders", s.listDeciders)
 		r.With(none).Get("/deciders/{decider}", s.getDecider)
 		r.With(queryParams("decider", "decider_id", "tag", "after", "limit")).Get("/events", s.readEvents)

@@ -208,6 +208,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/status": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The log's size, the dispatchers' health and this key's access
+         * @description For dashboards and the console: the newest committed offset and an estimate of the event count (from PostgreSQL's statistics, never a count), the dispatcher processes from their heartbeats (each records one every 5 s; healthy = seen within three of its intervals), and whether this request's key is read-only. Constant cost at any size of the log.
+         */
+        get: operations["getStatus"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/views": {
         parameters: {
             query?: never;
@@ -575,6 +595,33 @@ export interface components {
         DeciderList: {
             deciders: components["schemas"]["Decider"][];
         };
+        DispatcherStatus: {
+            /** Format: uuid */
+            dispatcher_id: string;
+            /** @description Seen within the last three intervals, by the database's clock. */
+            healthy: boolean;
+            /** @example worker-3 */
+            host: string;
+            /**
+             * Format: int64
+             * @description How often it records a heartbeat.
+             * @example 5000
+             */
+            interval_ms: number;
+            /** Format: date-time */
+            last_seen_at: string;
+            /**
+             * @description Where its /metrics and /healthz listen (FSTORE_METRICS_ADDR).
+             * @example 127.0.0.1:9090
+             */
+            metrics_addr: string;
+            /** @example 4211 */
+            pid: number;
+            /** Format: date-time */
+            started_at: string;
+            /** @example 0.1.0 */
+            version: string;
+        };
         Event: {
             /**
              * Format: uuid
@@ -734,6 +781,24 @@ export interface components {
         };
         LeasedEventList: {
             events: components["schemas"]["LeasedEvent"][];
+        };
+        LogStatus: {
+            /**
+             * Format: int64
+             * @description About how many events the log holds, from PostgreSQL's statistics
+             *     (pg_stat_user_tables.n_live_tup, else pg_class.reltuples): current
+             *     within a second or so of the last commit, never counted.
+             * @example 1999874
+             */
+            events_estimate: number;
+            /**
+             * Format: int64
+             * @description The highest offset of a committed event; 0 when the log is empty.
+             *     Sampled twice, its difference over time is the append rate (offsets
+             *     have gaps where an append failed, so the rate is a slight overestimate).
+             * @example 2000000
+             */
+            last_offset: number;
         };
         NackRequest: {
             /** @example order */
@@ -1058,6 +1123,26 @@ export interface components {
              * @example 2
              */
             retried: number;
+        };
+        ServerStatus: {
+            /**
+             * @description What the key of this request may do: read-write, or read-only (reads
+             *     and consumes; appends, registrations, skip, replay and retry answer 403).
+             *     read-write when the server has no FSTORE_API_KEYS.
+             * @example read-write
+             * @enum {string}
+             */
+            access: "read-write" | "read-only";
+            /** @description Every dispatcher process seen within the last day (a process that
+             *     stopped cleanly is removed), healthy ones first. */
+            dispatchers: components["schemas"]["DispatcherStatus"][];
+            log: components["schemas"]["LogStatus"];
+            /**
+             * Format: date-time
+             * @description The server's clock when it answered: the rate is the difference of
+             *     two samples' last_offset over the difference of their times.
+             */
+            time: string;
         };
         SkipRequest: {
             /**
@@ -1903,6 +1988,44 @@ export interface operations {
             };
             /** @description Body is not application/json */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Database unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getStatus: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServerStatus"];
+                };
+            };
+            /** @description Missing or invalid API key (when the server has FSTORE_API_KEYS) */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
