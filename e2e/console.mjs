@@ -20,6 +20,16 @@ const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/
 const sizes = { desktop: { width: 1280, height: 800 }, mobile: { width: 390, height: 844 } };
 const view = "orders-hook";
 
+// What the API has landed, from its own document: the console is written to
+// the contract (API.md); a route not yet there is reported, and fails the
+// run unless E2E_ALLOW_MISSING=1 (for developing against a partial main).
+const doc = await (await fetch(`${api}/openapi.json`)).json();
+const has = {
+  tags: "tags" in (doc.components?.schemas?.Event?.properties ?? {}),
+  live: JSON.stringify(doc.paths["/v1/events"]?.get ?? {}).includes("text/event-stream"),
+};
+const missing = Object.entries(has).filter(([, ok]) => !ok).map(([k]) => k);
+
 // The receiver: answers 500 with a short body until healthy.
 let healthy = false;
 const received = [];
@@ -44,7 +54,7 @@ async function call(method, path, body, key = rwKey) {
 
 async function until(what, cond, ms = 60000) {
   for (const deadline = Date.now() + ms; Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) {
-    const v = await cond();
+    const v = await cond().catch(() => false); // a 404 until the view discovers a stream
     if (v) return v;
   }
   throw new Error(`timed out waiting for ${what}`);
@@ -52,8 +62,10 @@ async function until(what, cond, ms = 60000) {
 
 let previous = {};
 async function append(deciderId, event, data, tags) {
-  const e = await call("POST", "/v1/events", { event, event_id: crypto.randomUUID(), decider: "order", decider_id: deciderId,
-    data, command_id: crypto.randomUUID(), previous_id: previous[deciderId] ?? null, metadata: { source: "e2e" }, tags });
+  const body = { event, event_id: crypto.randomUUID(), decider: "order", decider_id: deciderId,
+    data, command_id: crypto.randomUUID(), previous_id: previous[deciderId] ?? null };
+  if (has.tags) Object.assign(body, { metadata: { source: "e2e" }, tags });
+  const e = await call("POST", "/v1/events", body);
   previous[deciderId] = e.event_id;
   return e;
 }
@@ -81,15 +93,22 @@ async function newPage(size) {
   const context = await browser.newContext({ viewport: sizes[size] });
   const page = await context.newPage();
   page.on("request", (r) => { if (!r.url().startsWith(api + "/")) problems.push(`fetched from elsewhere: ${r.url()}`); });
-  page.on("console", (m) => { if (m.type() === "error") problems.push(`console error: ${m.text()}`); });
+  page.on("console", (m) => {
+    // Before a key is given, the first call's 401 is how the console learns
+    // it must ask for one; Chromium logs every 4xx answer as an error.
+    if (m.type() !== "error" || (page.asking && /status of 401/.test(m.text()))) return;
+    problems.push(`console error: ${m.text()}`);
+  });
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   page.on("dialog", (d) => d.accept());
   return page;
 }
 
 async function signIn(page, key) {
+  page.asking = true;
   await page.goto(`${api}/console/`);
-  await page.getByLabel("Key").fill(key);
+  await page.getByLabel("Key", { exact: true }).fill(key);
+  page.asking = false;
   await page.getByRole("button", { name: "Use this key" }).click();
 }
 
@@ -117,14 +136,16 @@ try {
   const stored = await page.evaluate(() => ({ session: Object.keys(sessionStorage), local: Object.keys(localStorage) }));
   if (stored.local.length || !stored.session.length) problems.push(`the key must live in sessionStorage only: ${JSON.stringify(stored)}`);
   if ((await page.content()).includes("hunter2")) problems.push("the page shows a URL's credentials");
-  // Keyboard: the first Tab reaches the skip link, and focus is drawn.
+  // Keyboard: focus is drawn where Tab lands, and the skip link leads to the content.
   await page.keyboard.press("Tab");
   const focus = await page.evaluate(() => {
-    const el = document.activeElement;
-    const s = getComputedStyle(el);
-    return { text: el.textContent, outline: s.outlineStyle, width: s.outlineWidth };
+    const s = getComputedStyle(document.activeElement);
+    return { text: document.activeElement.textContent, outline: s.outlineStyle, width: s.outlineWidth };
   });
-  if (focus.text !== "Skip to content" || focus.outline === "none") problems.push(`keyboard focus: ${JSON.stringify(focus)}`);
+  if (focus.outline === "none" || focus.width === "0px") problems.push(`keyboard focus is not visible: ${JSON.stringify(focus)}`);
+  await page.focus("#skip");
+  await page.keyboard.press("Enter");
+  if (await page.evaluate(() => document.activeElement?.id) !== "main") problems.push("the skip link does not reach the content");
   await axe(page, "overview");
   await page.getByText(/Appends.*≈/).or(page.getByText("≈ 0/s")).first().waitFor({ timeout: 30000 }).catch(() => {});
   await views.locator("svg.spark").first().waitFor({ timeout: 30000 });
@@ -132,16 +153,24 @@ try {
 
   // The log: an event appended now shows in the live tail.
   await go(page, "/log", page.getByRole("list", { name: "Events, newest first" }).locator("li").first());
-  await page.getByText(/^Live:/).waitFor({ timeout: 30000 });
-  const fresh = await append("order-1044", "order_placed", { total: 99 }, ["region:eu"]);
-  const row = page.locator(`li[data-offset="${fresh.offset}"]`);
-  await row.waitFor({ timeout: 30000 });
-  await row.locator("summary").click();
-  await row.getByText('"source": "e2e"').waitFor();
-  console.log(`log: the live tail showed event #${fresh.offset} appended during the test, with its metadata`);
-  await go(page, "/log?tag=region:us", page.locator("li[data-offset]").first());
-  if (await page.locator("li[data-offset]").count() !== 1) problems.push("the tag filter should leave order-1043 alone");
+  if (has.live) {
+    await page.getByText(/^Live:/).waitFor({ timeout: 30000 });
+    const fresh = await append("order-1044", "order_placed", { total: 99 }, ["region:eu"]);
+    const row = page.locator(`li[data-offset="${fresh.offset}"]`);
+    await row.waitFor({ timeout: 30000 });
+    await row.locator("summary").click();
+    if (has.tags) await row.getByText('"source": "e2e"').waitFor();
+    console.log(`log: the live tail showed event #${fresh.offset} appended during the test`);
+  } else {
+    await append("order-1044", "order_placed", { total: 99 }, ["region:eu"]);
+  }
   await axe(page, "log");
+  if (has.tags) {
+    await go(page, "/log?tag=region:us", page.locator("li[data-offset]").first());
+    if (await page.locator("li[data-offset]").count() !== 1) problems.push("the tag filter should leave order-1043 alone");
+  }
+  await go(page, "/log?decider=order&decider_id=order-1043", page.locator("li[data-offset]").first());
+  if (await page.locator("li[data-offset]").count() !== 1) problems.push("the decider_id filter should show order-1043's one event");
   await go(page, "/stream/order/order-1042", page.getByText("final", { exact: false }).first());
   await axe(page, "stream");
   await go(page, "/deciders", page.getByRole("link", { name: "order_shipped" }));
@@ -151,7 +180,7 @@ try {
   await go(page, `/views/${view}?state=parked`, page.getByRole("link", { name: /order\/?order-1042/ }));
   if ((await page.content()).includes("hunter2")) problems.push("the view page shows a URL's credentials");
   await axe(page, "view");
-  await page.screenshot({ path: "../docs/console-view.png" });
+  await page.screenshot({ path: "../docs/console-view.png", fullPage: true });
   console.log("view: the parked partition is listed");
 
   // The partition: its attempts, then skip, then retry: it drains.
@@ -160,7 +189,7 @@ try {
   await attempts.getByText("500").first().waitFor({ timeout: 30000 });
   await page.getByText("receiver down for maintenance").first().waitFor();
   await axe(page, "partition");
-  await page.screenshot({ path: "../docs/console-partition.png" });
+  await page.screenshot({ path: "../docs/console-partition.png", fullPage: true });
   console.log(`partition: parked, ${await attempts.locator("tbody tr").count()} attempt(s) shown with status and response`);
   const first = (await call("GET", partitionPath)).next_event.offset;
   await page.getByRole("button", { name: "Skip the next event" }).click();
@@ -168,13 +197,22 @@ try {
   await until("the skip to settle the head", async () => (await call("GET", partitionPath)).acked_offset >= first);
   console.log(`partition: skipped #${first}`);
   healthy = true;
-  const retry = page.getByRole("button", { name: "Retry now" });
-  await retry.waitFor();
-  if (await retry.isEnabled()) await retry.click();
-  else await page.getByRole("button", { name: "Un-park all of this view" }).click();
-  await page.getByText("caught up").first().waitFor({ timeout: 60000 });
-  await until("order-1043 and order-1044 to drain", async () => (await call("GET", `/v1/views/${view}`)).status.events_pending === 0);
-  console.log(`partition: retried and drained; the receiver took ${received.length} event(s), #${first} not among them`);
+  // Retry one parked partition from its page: it drains.
+  await go(page, `/views/${view}/partitions/order/order-1043`, page.getByRole("button", { name: "Retry now" }));
+  await until("order-1043 to be parked", async () => (await call("GET", `/v1/views/${view}/partitions/order/order-1043`)).parked);
+  await page.reload();
+  await page.getByRole("button", { name: "Retry now" }).click();
+  await page.getByText("will be delivered again now").waitFor({ timeout: 15000 });
+  await page.getByText("None: the partition is caught up.").waitFor({ timeout: 60000 });
+  console.log("partition: retried order-1043, and it drained");
+  // Un-park the rest from the view's page: everything drains.
+  await go(page, `/views/${view}`, page.getByRole("button", { name: /Un-park all/ }));
+  await until("the others to park", async () => (await call("GET", `/v1/views/${view}`)).status.partitions_parked > 0);
+  await page.reload();
+  await page.getByRole("button", { name: /Un-park all/ }).click();
+  await page.getByText(/partition\(s\) un-parked/).waitFor({ timeout: 15000 });
+  await until("the view to drain", async () => (await call("GET", `/v1/views/${view}`)).status.events_pending === 0);
+  console.log(`view: un-parked all, drained; the receiver took ${received.length} event(s), #${first} not among them`);
   if (received.some((e) => e.offset === first)) problems.push("the skipped event was delivered");
 
   // The same pages at 390×844.
@@ -204,10 +242,16 @@ try {
 } catch (err) {
   failed = true;
   console.error(err);
+  // What each page showed when the walk stopped, for whoever reads the log.
+  for (const [i, p] of browser.contexts().flatMap((c) => c.pages()).entries()) {
+    await p.screenshot({ path: `/tmp/fstore-e2e-console-${i}.png`, fullPage: true }).catch(() => {});
+    console.error(`page ${i} at ${p.url()}: screenshot /tmp/fstore-e2e-console-${i}.png`);
+  }
 } finally {
   await browser.close();
   receiver.close();
 }
 for (const p of problems) console.error(p);
-if (failed || problems.length) process.exit(1);
+for (const m of missing) console.error(`NOT CHECKED: the API has no ${m === "live" ? "live follow (SSE on GET /v1/events, issue 13)" : "event metadata and tags (issue 14)"} yet`);
+if (failed || problems.length || (missing.length && process.env.E2E_ALLOW_MISSING !== "1")) process.exit(1);
 console.log("console: every check passed; screenshots in docs/console-*.png");

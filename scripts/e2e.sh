@@ -45,7 +45,8 @@ free_port() {
 run_console() {
   local addr api dispatcher
   addr=127.0.0.1:$(free_port)
-  FSTORE_ADDR=$addr FSTORE_LOG_LEVEL=warn FSTORE_API_KEYS=rw-e2e-key,ro:ro-e2e-key bin/fstore-api &
+  FSTORE_ADDR=$addr FSTORE_LOG_LEVEL=warn FSTORE_API_KEYS=rw-e2e-key,ro:ro-e2e-key FSTORE_ALLOW_PRIVATE_URLS=true \
+    bin/fstore-api &
   api=$!
   trap 'kill $api $dispatcher 2>/dev/null; wait $api $dispatcher 2>/dev/null' RETURN
   for _ in $(seq 1 100); do curl -fs "http://$addr/readyz" >/dev/null 2>&1 && break; sleep 0.1; done

@@ -55,13 +55,18 @@ export function facts(pairs: [string, Child][]): HTMLDListElement {
     h("div", {}, h("dt", {}, k), h("dd", {}, v))));
 }
 
-/** A table whose header row is given; it scrolls sideways on a narrow screen. */
+/**
+ * A table whose header row is given. Below 700 px each row becomes a card
+ * of label: value lines (the CSS reads data-label), so no page scrolls
+ * sideways on a phone.
+ */
 export function table(caption: string, head: string[], rows: Child[][], numeric: number[] = []): HTMLElement {
   return h("div", { class: "scroll", role: "region", "aria-label": caption, tabindex: "0" },
     h("table", {},
       h("caption", {}, caption),
       h("thead", {}, h("tr", {}, head.map((c, i) => h("th", { scope: "col", class: numeric.includes(i) ? "num" : "" }, c)))),
-      h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c, i) => h("td", { class: numeric.includes(i) ? "num" : "" }, c)))))));
+      h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c, i) =>
+        h("td", { class: numeric.includes(i) ? "num" : "", "data-label": head[i] }, c)))))));
 }
 
 /**
@@ -80,4 +85,9 @@ export async function act(button: HTMLButtonElement, confirmText: string | null,
   } finally {
     button.disabled = false;
   }
+}
+
+/** A partition's failure in words: the status only when the error does not say it already. */
+export function failure(status: number | null, error: string): string {
+  return status && !error.includes(String(status)) ? `HTTP ${status}: ${error}` : error;
 }

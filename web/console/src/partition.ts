@@ -2,7 +2,7 @@
 // push attempts, and the dead-letter actions: skip the next event (after a
 // confirmation), retry now, replay from an offset, un-park the whole view.
 import { get, post, seg } from "./api";
-import { act, facts, failed, heading, Page, table } from "./app";
+import { act, facts, failed, failure, heading, Page, table } from "./app";
 import { fill, h, link } from "./dom";
 import { ago, num, when } from "./format";
 import { eventItem } from "./events";
@@ -56,7 +56,7 @@ function drawAbout(el: HTMLElement, p: PartitionDetail): void {
     ["Newest seen", `#${num(p.head_offset)}`],
     ["Failed attempts", num(p.attempts)],
     ["Next try", p.retry_at && !p.parked ? ago(p.retry_at) : undefined],
-    ["Last error", p.last_error ? h("span", { class: "err" }, p.last_status ? `HTTP ${p.last_status}: ` : "", p.last_error) : "none"],
+    ["Last error", p.last_error ? h("span", { class: "err" }, failure(p.last_status, p.last_error)) : "none"],
     ["Failing since", p.last_error_at ? `${when(p.last_error_at)} (${ago(p.last_error_at)})` : undefined],
   ]));
 }

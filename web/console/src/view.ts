@@ -1,7 +1,7 @@
 // One view: its settings (never its secret, never URL credentials), its
 // status, its partitions by state and page, and un-park all.
 import { get, post, seg } from "./api";
-import { act, facts, failed, heading, Page, table } from "./app";
+import { act, facts, failed, failure, heading, Page, table } from "./app";
 import { Child, fill, h, link } from "./dom";
 import { ago, num, safeURL, when } from "./format";
 import { partitionRoute } from "./overview";
@@ -95,7 +95,7 @@ async function partitions(name: string, state: string, after: string | null): Pr
   const rows = res.partitions.map((p) => [
     link(partitionRoute(name, p.decider, p.decider_id), h("span", {}, p.decider, "/", h("wbr"), p.decider_id)),
     stateOf(p), num(p.events_pending), num(p.acked_offset), num(p.head_offset), num(p.attempts),
-    p.last_error ? h("span", { class: "err" }, p.last_status ? `${p.last_status}: ` : "", p.last_error) : "—",
+    p.last_error ? h("span", { class: "err" }, failure(p.last_status, p.last_error)) : "—",
     p.last_error_at ? ago(p.last_error_at) : "—",
   ]);
   const q = (a: string | null) => `#/views/${encodeURIComponent(name)}?state=${state}${a ? `&after=${encodeURIComponent(a)}` : ""}`;
