@@ -28,7 +28,7 @@ function apiQuery(f: Filters): Query {
  * it (halving the gap) when one page cannot hold them all. One request for
  * the unfiltered log; a few for a rare filter.
  */
-async function newest(f: Filters, below: number, want: number): Promise<{ events: Event[]; more: boolean }> {
+async function newest(f: Filters, below: number, want: number): Promise<{ events: Event[]; more: boolean; from: number }> {
   let lo = 0, hi = Infinity, width = want; // [below-lo, below] holds too few; [below-hi, below] too many
   for (let step = 0; ; step++) {
     const after = Math.max(0, below - width);
@@ -37,11 +37,11 @@ async function newest(f: Filters, below: number, want: number): Promise<{ events
     const last = page.events[page.events.length - 1];
     const full = page.next_after !== null && last !== undefined && last.offset < below;
     if (!full && (got.length >= want || after === 0 || step >= 20)) {
-      return { events: got.slice(-want).reverse(), more: after > 0 || got.length > want };
+      return { events: got.slice(-want).reverse(), more: after > 0 || got.length > want, from: after };
     }
     if (full) hi = width; else lo = width;
     width = hi === Infinity ? width * 16 : Math.floor((lo + hi) / 2);
-    if (full && (hi - lo <= 1 || step >= 20)) return { events: got.slice(-want).reverse(), more: true };
+    if (full && (hi - lo <= 1 || step >= 20)) return { events: got.slice(-want).reverse(), more: true, from: after };
   }
 }
 
@@ -62,8 +62,13 @@ export async function logPage(page: Page): Promise<void> {
     return;
   }
   const before = Number(page.query.get("before")) || status.log.last_offset;
+  let tailFrom: number;
   try {
-    const { events, more: older } = await newest(f, before, shown);
+    const { events, more: older, from } = await newest(f, before, shown);
+    // The tail starts after the newest event read, not after the status's
+    // newest offset: an event below that offset may still commit, and the
+    // read (and the live route) wait for it, the status does not.
+    tailFrom = events.length ? events[0].offset : from;
     if (page.left()) return;
     fill(list, events.map(eventItem));
     if (!events.length) list.before(h("p", { class: "muted" }, "No event matches yet."));
@@ -77,7 +82,7 @@ export async function logPage(page: Page): Promise<void> {
     list.replaceWith(failed(err));
     return;
   }
-  if (!page.query.get("before")) follow(page, f, status.log.last_offset, list, tailBox);
+  if (!page.query.get("before")) follow(page, f, tailFrom, list, tailBox);
 }
 
 function filterForm(f: Filters): HTMLFormElement {
