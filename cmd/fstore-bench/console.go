@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log"
 	"net/http"
@@ -72,8 +73,11 @@ func consoleBench(ctx context.Context, c *client, dbURL string, loaded int) (con
 			DeciderID string `json:"decider_id"`
 		} `json:"partitions"`
 	}
-	if err := c.getJSON("/v1/views/"+view+"/partitions?state=failing&limit=1", &failing); err != nil || len(failing.Partitions) == 0 {
-		return f, fmt.Errorf("console: no failing partition to show (%v)", err)
+	if err := c.getJSON("/v1/views/"+view+"/partitions?state=failing&limit=1", &failing); err != nil {
+		return f, fmt.Errorf("console: the failing partitions: %w", err)
+	}
+	if len(failing.Partitions) == 0 {
+		return f, errors.New("console: no failing partition to show")
 	}
 	p := failing.Partitions[0]
 	part := fmt.Sprintf("/v1/views/%s/partitions/%s/%s", view, url.PathEscape(p.Decider), url.PathEscape(p.DeciderID))
