@@ -27,3 +27,10 @@ func Queries(s *Store) int64 { return s.pool.Stat().AcquireCount() }
 // ConditionalGroups returns how many groups of conditional appends s has
 // stored in one statement each.
 func ConditionalGroups(s *Store) int64 { return s.conditionals.groups.Load() }
+
+// ViewStatusSQL reads the status of one view ($1) or of all (NULL).
+var ViewStatusSQL = viewStatusSQL
+
+// PartitionListSQL is ListPartitions' statement for a state: $1 the view,
+// ($2, $3) the cursor, ("", "") for the first page, $4 the limit.
+func PartitionListSQL(state string) string { return statePages[state] }

@@ -1140,6 +1140,8 @@ type ClientInterface interface {
 
 	// ListViews List views with their status
 	//
+	// Every view with its status, as GET /v1/views/{view} gives it, read for all views at once: the same few statements whatever the number of views.
+	//
 	// Corresponds with GET /v1/views (the `ListViews` operationId).
 	ListViews(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -1150,7 +1152,7 @@ type ClientInterface interface {
 
 	// GetView Get a view and its status
 	//
-	// The status counts partitions, partitions behind, events pending (the lag), partitions leased now and parked, and the last delivery error.
+	// The status counts partitions, partitions behind, events pending (the lag), partitions leased now, failing and parked, and the last delivery error. It costs the partitions behind or failing and the events pending, not the partitions caught up.
 	//
 	// Corresponds with GET /v1/views/{view} (the `GetView` operationId).
 	GetView(ctx context.Context, view string, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1211,7 +1213,7 @@ type ClientInterface interface {
 
 	// ListPartitions List a view's partitions
 	//
-	// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. The failing and parked lists read only partitions in trouble, whatever the view's size. A read-only key may list.
+	// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. A page costs what it shows, not the view's size: all reads the view in order from the cursor, failing and parked read only the partitions in trouble, behind and leased only the partitions behind; none reads the partitions caught up. A read-only key may list.
 	//
 	// Corresponds with GET /v1/views/{view}/partitions (the `ListPartitions` operationId).
 	ListPartitions(ctx context.Context, view string, params *ListPartitionsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1592,6 +1594,8 @@ func (c *Client) GetStatus(ctx context.Context, reqEditors ...RequestEditorFn) (
 
 // ListViews List views with their status
 //
+// Every view with its status, as GET /v1/views/{view} gives it, read for all views at once: the same few statements whatever the number of views.
+//
 // Corresponds with GET /v1/views (the `ListViews` operationId).
 func (c *Client) ListViews(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListViewsRequest(c.Server)
@@ -1622,7 +1626,7 @@ func (c *Client) DeleteView(ctx context.Context, view string, reqEditors ...Requ
 
 // GetView Get a view and its status
 //
-// The status counts partitions, partitions behind, events pending (the lag), partitions leased now and parked, and the last delivery error.
+// The status counts partitions, partitions behind, events pending (the lag), partitions leased now, failing and parked, and the last delivery error. It costs the partitions behind or failing and the events pending, not the partitions caught up.
 //
 // Corresponds with GET /v1/views/{view} (the `GetView` operationId).
 func (c *Client) GetView(ctx context.Context, view string, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1753,7 +1757,7 @@ func (c *Client) NackEvent(ctx context.Context, view string, body NackEventJSONR
 
 // ListPartitions List a view's partitions
 //
-// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. The failing and parked lists read only partitions in trouble, whatever the view's size. A read-only key may list.
+// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. A page costs what it shows, not the view's size: all reads the view in order from the cursor, failing and parked read only the partitions in trouble, behind and leased only the partitions behind; none reads the partitions caught up. A read-only key may list.
 //
 // Corresponds with GET /v1/views/{view}/partitions (the `ListPartitions` operationId).
 func (c *Client) ListPartitions(ctx context.Context, view string, params *ListPartitionsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3360,6 +3364,8 @@ type ClientWithResponsesInterface interface {
 
 	// ListViewsWithResponse List views with their status
 	//
+	// Every view with its status, as GET /v1/views/{view} gives it, read for all views at once: the same few statements whatever the number of views.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /v1/views (the `ListViews` operationId).
@@ -3374,7 +3380,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetViewWithResponse Get a view and its status
 	//
-	// The status counts partitions, partitions behind, events pending (the lag), partitions leased now and parked, and the last delivery error.
+	// The status counts partitions, partitions behind, events pending (the lag), partitions leased now, failing and parked, and the last delivery error. It costs the partitions behind or failing and the events pending, not the partitions caught up.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3437,7 +3443,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListPartitionsWithResponse List a view's partitions
 	//
-	// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. The failing and parked lists read only partitions in trouble, whatever the view's size. A read-only key may list.
+	// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. A page costs what it shows, not the view's size: all reads the view in order from the cursor, failing and parked read only the partitions in trouble, behind and leased only the partitions behind; none reads the partitions caught up. A read-only key may list.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5760,6 +5766,8 @@ func (c *ClientWithResponses) GetStatusWithResponse(ctx context.Context, reqEdit
 
 // ListViewsWithResponse List views with their status
 //
+// Every view with its status, as GET /v1/views/{view} gives it, read for all views at once: the same few statements whatever the number of views.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /v1/views (the `ListViews` operationId).
@@ -5786,7 +5794,7 @@ func (c *ClientWithResponses) DeleteViewWithResponse(ctx context.Context, view s
 
 // GetViewWithResponse Get a view and its status
 //
-// The status counts partitions, partitions behind, events pending (the lag), partitions leased now and parked, and the last delivery error.
+// The status counts partitions, partitions behind, events pending (the lag), partitions leased now, failing and parked, and the last delivery error. It costs the partitions behind or failing and the events pending, not the partitions caught up.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5891,7 +5899,7 @@ func (c *ClientWithResponses) NackEventWithResponse(ctx context.Context, view st
 
 // ListPartitionsWithResponse List a view's partitions
 //
-// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. The failing and parked lists read only partitions in trouble, whatever the view's size. A read-only key may list.
+// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. A page costs what it shows, not the view's size: all reads the view in order from the cursor, failing and parked read only the partitions in trouble, behind and leased only the partitions behind; none reads the partitions caught up. A read-only key may list.
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -235,7 +235,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List views with their status */
+        /**
+         * List views with their status
+         * @description Every view with its status, as GET /v1/views/{view} gives it, read for all views at once: the same few statements whatever the number of views.
+         */
         get: operations["listViews"];
         put?: never;
         post?: never;
@@ -254,7 +257,7 @@ export interface paths {
         };
         /**
          * Get a view and its status
-         * @description The status counts partitions, partitions behind, events pending (the lag), partitions leased now and parked, and the last delivery error.
+         * @description The status counts partitions, partitions behind, events pending (the lag), partitions leased now, failing and parked, and the last delivery error. It costs the partitions behind or failing and the events pending, not the partitions caught up.
          */
         get: operations["getView"];
         /**
@@ -319,7 +322,7 @@ export interface paths {
         };
         /**
          * List a view's partitions
-         * @description Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. The failing and parked lists read only partitions in trouble, whatever the view's size. A read-only key may list.
+         * @description Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. A page costs what it shows, not the view's size: all reads the view in order from the cursor, failing and parked read only the partitions in trouble, behind and leased only the partitions behind; none reads the partitions caught up. A read-only key may list.
          */
         get: operations["listPartitions"];
         put?: never;
