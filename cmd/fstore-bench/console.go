@@ -23,7 +23,9 @@ const (
 	consoleMinEvents     = 2_000_000
 	consoleMinPartitions = 100_000
 	consoleFailing       = 100 // partitions whose last delivery failed
+	consoleLeased        = 50  // partitions leased while the pages load
 	consoleBehind        = 1_000
+	consoleDeep          = 100_000 // a page of all partitions starts after this many
 )
 
 // consolePage is one console page's API calls, made as the page makes them.
@@ -100,6 +102,10 @@ func consoleBench(ctx context.Context, c *client, dbURL string, loaded int) (con
 	if err := c.getJSON("/v1/status", &status); err != nil {
 		return f, err
 	}
+	deep, err := consoleCursor(c, view, consoleDeep)
+	if err != nil {
+		return f, err
+	}
 	tail := status.Log.LastOffset - 50
 	stream := "decider=" + url.QueryEscape(p.Decider) + "&decider_id=" + url.QueryEscape(p.DeciderID)
 	pages := []consolePage{
@@ -112,29 +118,33 @@ func consoleBench(ctx context.Context, c *client, dbURL string, loaded int) (con
 		{name: "view, all partitions", calls: []string{"/v1/views/" + view, "/v1/views/" + view + "/partitions?state=all&limit=50"}},
 		{name: "view, failing partitions", calls: []string{"/v1/views/" + view, "/v1/views/" + view + "/partitions?state=failing&limit=50"}},
 		{name: "view, partitions behind", calls: []string{"/v1/views/" + view, "/v1/views/" + view + "/partitions?state=behind&limit=50"}},
+		{name: "view, partitions leased", calls: []string{"/v1/views/" + view, "/v1/views/" + view + "/partitions?state=leased&limit=50"}},
+		{name: fmt.Sprintf("view, all partitions, the page after the first %d", consoleDeep),
+			calls: []string{"/v1/views/" + view, "/v1/views/" + view + "/partitions?state=all&limit=50&after=" + url.QueryEscape(deep)}},
 		{name: "partition", calls: []string{part, part + "/attempts?limit=50"}, parallel: true},
 	}
+	if err := f.time(c, pages, 100); err != nil {
+		return f, err
+	}
+	return f, consoleReplay(ctx, c, dbURL, &f)
+}
+
+// time times each page n times and adds its figure.
+func (f *consoleFigures) time(c *client, pages []consolePage, n int) error {
 	for _, pg := range pages {
-		lat, err := timePage(c, pg, 100)
+		lat, err := timePage(c, pg, n)
 		if err != nil {
-			return f, err
+			return err
 		}
 		log.Printf("console: %s: p50 %s p99 %s", pg.name, lat.p50, lat.p99)
 		f.pages = append(f.pages, consolePageFigure{name: pg.name, calls: len(pg.calls), lat: lat})
 	}
-	return f, nil
+	return nil
 }
 
-// consoleState discovers every stream into the view, acks all but
-// consoleBehind of them (SQL: acking 200k partitions over HTTP would only
-// take time), then leases consoleFailing partitions and nacks them through
-// the API, so that they are failing with an attempt recorded.
-func consoleState(ctx context.Context, c *client, dbURL, view string, f *consoleFigures) error {
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
+// discoverAll brings the view's partitions up to date with the whole log,
+// one discovery pass (50,000 offsets) at a time.
+func discoverAll(ctx context.Context, conn *pgx.Conn, view string) error {
 	for caughtUp := false; !caughtUp; {
 		if _, err := conn.Exec(ctx, `SELECT fstore_discover($1)`, view); err != nil {
 			return err
@@ -143,6 +153,23 @@ func consoleState(ctx context.Context, c *client, dbURL, view string, f *console
 			view).Scan(&caughtUp); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// consoleState discovers every stream into the view, acks all but
+// consoleBehind of them (SQL: acking 200k partitions over HTTP would only
+// take time), then leases consoleFailing partitions and nacks them through
+// the API, so that they are failing with an attempt recorded, and leases
+// consoleLeased more for an hour.
+func consoleState(ctx context.Context, c *client, dbURL, view string, f *consoleFigures) error {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	if err := discoverAll(ctx, conn, view); err != nil {
+		return err
 	}
 	if _, err := conn.Exec(ctx, `UPDATE view_partitions SET acked_offset = head_offset WHERE view = $1
 		AND (decider, decider_id) NOT IN (SELECT decider, decider_id FROM view_partitions WHERE view = $1
@@ -178,19 +205,46 @@ func consoleState(ctx context.Context, c *client, dbURL, view string, f *console
 			return err
 		}
 	}
-	return nil
+	// Leased for an hour, never acked: the leased list is never empty.
+	_, err = c.do("POST", "/v1/views/"+view+"/stream", fmt.Appendf(nil, `{"limit":%d,"lock_timeout_s":3600}`, consoleLeased), http.StatusOK)
+	return err
+}
+
+// consoleCursor pages through the view's partitions, 1,000 at a time, and
+// returns the cursor after the first n: where an operator paging far
+// into the view would be.
+func consoleCursor(c *client, view string, n int) (string, error) {
+	var cursor string
+	for seen := 0; seen < n; seen += 1000 {
+		var page struct {
+			NextAfter *string `json:"next_after"`
+		}
+		path := "/v1/views/" + view + "/partitions?state=all&limit=1000"
+		if cursor != "" {
+			path += "&after=" + url.QueryEscape(cursor)
+		}
+		if err := c.getJSON(path, &page); err != nil {
+			return "", fmt.Errorf("console: paging the view: %w", err)
+		}
+		if page.NextAfter == nil {
+			return "", fmt.Errorf("console: the view has fewer than %d partitions", n)
+		}
+		cursor = *page.NextAfter
+	}
+	return cursor, nil
 }
 
 // timePage times n loads of a page (after a few to warm up) and returns
 // the latency of the whole page: all of its calls answered.
 func timePage(c *client, pg consolePage, n int) (latency, error) {
 	times := make([]time.Duration, 0, n)
-	for i := range n + 5 {
+	warm := min(5, n/5)
+	for i := range n + warm {
 		t0 := time.Now()
 		if err := loadPage(c, pg); err != nil {
 			return latency{}, fmt.Errorf("console page %s: %w", pg.name, err)
 		}
-		if i >= 5 {
+		if i >= warm {
 			times = append(times, time.Since(t0))
 		}
 	}
