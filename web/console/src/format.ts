@@ -6,12 +6,16 @@ export function num(n: number | null | undefined): string {
   return n === null || n === undefined ? "—" : integer.format(n);
 }
 
-/** "2026-12-01 18:14:30" in the browser's time zone, with the zone in the title. */
+const zoneName = new Intl.DateTimeFormat("en-US", { timeZoneName: "short" });
+
+/** "2026-12-01 18:14:30 UTC": in the browser's time zone, which it names. */
 export function when(iso: string | null | undefined): string {
   if (!iso) return "—";
   const d = new Date(iso);
   const p = (n: number) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+  const zone = zoneName.formatToParts(d).find((x) => x.type === "timeZoneName")?.value;
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}` +
+    (zone ? ` ${zone}` : "");
 }
 
 /** "12 s ago", "3 min ago", "in 40 s". */

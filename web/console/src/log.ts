@@ -123,10 +123,16 @@ function follow(page: Page, f: Filters, after: number, list: HTMLOListElement, b
   const src = new EventSource(url);
   const show = (text: string) => fill(box, h("span", { class: "live-dot", "aria-hidden": "true" }), text);
   show("Connecting the live tail…");
-  src.onopen = () => show(`Live: new events appear at the top as they are appended (${num(count)} so far).`);
-  src.onerror = () => show(src.readyState === EventSource.CLOSED
-    ? "The live tail stopped: reload the page to follow again."
-    : "The live tail is reconnecting…");
+  let opened = false;
+  src.onopen = () => {
+    opened = true;
+    show(`Live: new events appear at the top as they are appended (${num(count)} so far).`);
+  };
+  // EventSource does not say why it closed; one that never opened was
+  // refused (an API without live follow, or a key it would not take).
+  src.onerror = () => show(src.readyState !== EventSource.CLOSED ? "The live tail is reconnecting…"
+    : opened ? "The live tail stopped: reload the page to follow again."
+      : "The API refused the live tail (it needs live follow: Server-Sent Events on GET /v1/events).");
   src.onmessage = (msg) => {
     let e: Event;
     try { e = JSON.parse(msg.data) as Event; } catch (err) { show(`An unreadable frame: ${errorText(err)}`); return; }

@@ -57,21 +57,26 @@ function drawAbout(el: HTMLElement, p: PartitionDetail): void {
     ["Failed attempts", num(p.attempts)],
     ["Next try", p.retry_at && !p.parked ? ago(p.retry_at) : undefined],
     ["Last error", p.last_error ? h("span", { class: "err" }, failure(p.last_status, p.last_error)) : "none"],
-    ["Failing since", p.last_error_at ? `${when(p.last_error_at)} (${ago(p.last_error_at)})` : undefined],
+    ["Last failed", p.last_error_at ? `${when(p.last_error_at)} (${ago(p.last_error_at)})` : undefined],
   ]));
 }
 
 function drawAttempts(el: HTMLElement, list: Attempt[]): void {
   fill(el, h("h2", { id: "att-h" }, "Attempts"), list.length ? table("Push attempts, newest first",
     ["When", "Kind", "Offset", "Status", "Took", "Error", "Response"],
-    list.map((a) => [
-      h("time", { datetime: a.at, title: when(a.at) }, ago(a.at)), a.kind ?? "push",
-      a.offset === null ? "—" : `#${a.offset}`,
-      a.status === null ? h("span", { class: "muted" }, "no answer") : h("span", { class: a.status < 300 ? "good" : "bad" }, String(a.status)),
-      `${a.duration_ms.toFixed(0)} ms`,
-      a.error ? h("span", { class: "err" }, a.error) : "—",
-      a.response ? h("pre", { class: "excerpt", tabindex: "0" }, a.response) : "—",
-    ]), [2, 3, 4]) : h("p", { class: "muted" }, "No attempt recorded."));
+    list.map((a) => {
+      // Only a push has an answer and a duration; a nack or a skip says why.
+      const pushed = (a.kind ?? "push") === "push";
+      return [
+        h("time", { datetime: a.at, title: when(a.at) }, ago(a.at)), a.kind ?? "push",
+        a.offset === null ? "—" : `#${a.offset}`,
+        !pushed ? "—" : a.status === null ? h("span", { class: "muted" }, "no answer")
+          : h("span", { class: a.status < 300 ? "good" : "bad" }, String(a.status)),
+        pushed ? `${a.duration_ms.toFixed(0)} ms` : "—",
+        a.error ? h("span", { class: a.kind === "skip" ? "muted" : "err" }, a.error) : "—",
+        a.response ? h("pre", { class: "excerpt", tabindex: "0" }, a.response) : "—",
+      ];
+    }), [2, 3, 4]) : h("p", { class: "muted" }, "No attempt recorded."));
 }
 
 function drawActions(el: HTMLElement, view: string, base: string, p: PartitionDetail, redraw: () => Promise<void>): void {
