@@ -109,6 +109,9 @@ async function newPage(size) {
     // Before a key is given, the first call's 401 is how the console learns
     // it must ask for one; Chromium logs every 4xx answer as an error.
     if (m.type() !== "error" || (page.asking && /status of 401/.test(m.text()))) return;
+    // Without live follow (issue 13) the API refuses the log page's
+    // EventSource: that is the missing route, reported as NOT CHECKED below.
+    if (!has.live && new URL(m.location().url || api).searchParams.has("access_token")) return;
     problems.push(`console error: ${m.text()}`);
   });
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
@@ -235,12 +238,12 @@ try {
   const phone = await newPage("mobile");
   await signIn(phone, rwKey);
   await phone.getByRole("region", { name: "Views and their lag" }).getByRole("link", { name: view }).waitFor({ timeout: 30000 });
-  await phone.screenshot({ path: "../docs/console-overview-mobile.png" });
+  await phone.screenshot({ path: "../docs/console-overview-mobile.png", fullPage: true });
   await go(phone, `/views/${view}`, phone.getByRole("link", { name: /order\/?order-1042/ }));
-  await phone.screenshot({ path: "../docs/console-view-mobile.png" });
+  await phone.screenshot({ path: "../docs/console-view-mobile.png", fullPage: true });
   await go(phone, `/views/${view}/partitions/order/order-1042`, phone.getByRole("region", { name: "Push attempts, newest first" }));
   await axe(phone, "partition at 390×844");
-  await phone.screenshot({ path: "../docs/console-partition-mobile.png" });
+  await phone.screenshot({ path: "../docs/console-partition-mobile.png", fullPage: true });
   const wide = await phone.evaluate(() => document.documentElement.scrollWidth);
   if (wide > 390) problems.push(`at 390 px wide the page scrolls sideways (${wide} px)`);
 
