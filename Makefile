@@ -28,6 +28,7 @@ test: vet ## Vet, the race-enabled tests (the HTTP and dispatch suites also thro
 	  && scripts/pgbouncer.sh temp $(GO) test -race -count=1 ./internal/http/ ./internal/dispatch/ \
 	  && FUZZTIME=3s scripts/fuzz.sh'
 	@$(MAKE) --no-print-directory sdk-check
+	@$(MAKE) --no-print-directory console-check
 
 .PHONY: fuzz
 fuzz: ## Fuzz the request decoders longer (FUZZTIME per target, default 60s)
@@ -61,12 +62,24 @@ sdk-check: ## Type-check a TypeScript client generated from the OpenAPI document
 	  && { cmp -s node_modules/.fresh.d.ts fstore.d.ts || { echo "sdk/typescript/fstore.d.ts is stale: run 'make openapi'"; exit 1; }; } \
 	  && npx tsc --noEmit && echo "sdk-check: TypeScript client type-checks"
 
+.PHONY: console
+console: ## Build the operator console (web/console/src → web/console/dist, embedded in the API; needs Node.js and npm)
+	cd web/console && npm ci --no-audit --no-fund --loglevel=error && npx tsc --noEmit && node build.mjs dist
+
+.PHONY: console-check
+console-check: ## Type-check the console and fail when web/console/dist is stale or over its 200 KB budget
+	@command -v npm >/dev/null || { echo "console-check needs Node.js and npm (e.g. apt-get install nodejs npm)"; exit 1; }
+	cd web/console && npm ci --no-audit --no-fund --loglevel=error && npx tsc --noEmit \
+	  && node build.mjs node_modules/.fresh-dist \
+	  && { diff -r node_modules/.fresh-dist dist >/dev/null || { echo "web/console/dist is stale: run 'make console'"; exit 1; }; } \
+	  && echo "console-check: the built console is current"
+
 .PHONY: bench
 bench: ## Benchmarks on a throwaway PostgreSQL; writes docs/benchmarks.md
 	scripts/bench.sh
 
 .PHONY: e2e
-e2e: ## Check /docs and a live follow (EventSource across an API restart) in headless Chromium (installed with apt when missing)
+e2e: ## Check /docs, a live follow (EventSource across an API restart) and /console in headless Chromium (installed with apt when missing); saves the screenshots in docs/
 	scripts/e2e.sh
 
 .PHONY: pg-stop

@@ -22,6 +22,7 @@ import (
 	httpapi "github.com/fstore/fstore/internal/http"
 	"github.com/fstore/fstore/internal/startup"
 	fstoresql "github.com/fstore/fstore/sql"
+	"github.com/fstore/fstore/web"
 )
 
 func main() {
@@ -81,6 +82,7 @@ func run() error {
 		AllowPrivateURLs: cfg.AllowPrivateURLs,
 		TracerProvider:   tp,
 		MaxSubscribers:   cfg.MaxSubscribers,
+		Console:          web.Console,
 	})
 	srv := &http.Server{
 		Handler:           api.Handler(),
@@ -97,7 +99,7 @@ func run() error {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	base := "http://" + ln.Addr().String()
-	logger.Info().Str("api", base+"/v1").Str("docs", base+"/docs/").Str("openapi", base+"/openapi.json").
+	logger.Info().Str("api", base+"/v1").Str("console", base+"/console/").Str("docs", base+"/docs/").Str("openapi", base+"/openapi.json").
 		Msg("fstore API listening")
 
 	serveErr := make(chan error, 1)

@@ -23,6 +23,9 @@ import (
 	fstoresql "github.com/fstore/fstore/sql"
 )
 
+// version is this build's, as the User-Agent and the heartbeat show it.
+const version = "0.1"
+
 func main() {
 	if len(os.Args) > 1 && (os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help") {
 		fmt.Println("fstore-dispatcher: pushes view events to their edge_function_url. Configured by the environment: " +
@@ -90,6 +93,16 @@ func run() error {
 	}()
 	logger.Info().Bool("exporting_spans", tp != nil).Msg("tracing set up")
 
+	// The API lists dispatchers from their heartbeats (the console reaches
+	// nothing else); it stops with ctx and removes its row.
+	hbCtx, stopBeating := context.WithCancel(ctx)
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		dispatch.RunHeartbeat(hbCtx, st, dispatch.NewHeartbeat(cfg.MetricsAddr, version, 0), logger)
+	}()
+	defer func() { stopBeating(); <-hbDone }()
+
 	retention := cfg.AttemptRetention
 	if retention == 0 {
 		retention = -1 // 0 in the environment: record none
@@ -98,7 +111,7 @@ func run() error {
 		MaxInFlight: cfg.MaxInFlight, AttemptTimeout: cfg.AttemptTimeout, MaxAttempts: cfg.MaxAttempts,
 		MaxAge: cfg.MaxAge, ShutdownTimeout: cfg.ShutdownTimeout, AttemptRetention: retention,
 		Guard:          dispatch.Guard{AllowPrivate: cfg.AllowPrivateURLs},
-		UserAgent:      "fstore-dispatcher/0.1 (+https://github.com/fstore/fstore)",
+		UserAgent:      "fstore-dispatcher/" + version + " (+https://github.com/fstore/fstore)",
 		TracerProvider: tp,
 	}, logger, metrics)
 	err = d.Run(ctx)

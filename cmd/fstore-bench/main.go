@@ -51,7 +51,7 @@ func main() {
 	flag.IntVar(&o.scopedLog, "scoped-log", 2_000_000, "events the scoped views' log holds at least (appended in SQL when the store is smaller)")
 	flag.IntVar(&o.dcbStore, "dcb-store", 2_000_000, "tagged batches bring the store to this many events before the DCB figures")
 	only := flag.String("only", "", "comma-separated sections to run after the load, for development: "+
-		"single, views, seed, grow, read, consume, poll, push, hooks, scoped, live, dcb, scale, querymode, pooler, standby, trace (default: all; with -only, skip -out and -readme)")
+		"single, views, seed, grow, read, consume, poll, push, hooks, scoped, live, dcb, scale, querymode, pooler, standby, trace, console (default: all; with -only, skip -out and -readme)")
 	flag.Parse()
 	if *only != "" {
 		o.only = strings.Split(*only, ",")
@@ -266,6 +266,14 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		log.Printf("trace: none %.0f/s, off %.0f/s, on %.0f/s (%d spans exported)", r.trace.none, r.trace.off, r.trace.on, r.trace.spans)
+	}
+
+	if o.want("console") {
+		log.Printf("console: every page's API calls on a store of at least %d events and %d partitions",
+			consoleMinEvents, consoleMinPartitions)
+		if r.console, err = consoleBench(ctx, c, fstoreDB, o.events); err != nil {
+			return err
+		}
 	}
 
 	r.apiRSS = api.peakRSS()

@@ -104,7 +104,7 @@ func bearerAuth(keys []string) func(http.Handler) http.Handler {
 				return
 			}
 			if readOnly == 1 {
-				r = r.WithContext(context.WithValue(r.Context(), accessKey{}, "read-only"))
+				r = r.WithContext(context.WithValue(r.Context(), accessKey{}, accessReadOnly))
 			}
 			next.ServeHTTP(w, r)
 		})
@@ -121,7 +121,7 @@ func boolInt(b bool) int {
 // requireWrite refuses requests made with a read-only key.
 func requireWrite(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Context().Value(accessKey{}) == "read-only" {
+		if r.Context().Value(accessKey{}) == accessReadOnly {
 			writeProblem(w, r, newProblem(http.StatusForbidden, "forbidden", "Forbidden",
 				"this API key is read-only: it may read and consume, not append or register"))
 			return

@@ -14,6 +14,7 @@ package httpapi
 
 import (
 	"context"
+	"io/fs"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,8 @@ type Store interface {
 	RetryParked(ctx context.Context, view string) (int64, error)
 	WatchLog() (<-chan struct{}, func())
 	Follow(ctx context.Context, f store.Filter, after int64) (*store.Follower, error)
+	LogStatus(ctx context.Context) (store.LogStatus, error)
+	ListDispatchers(ctx context.Context) ([]store.DispatcherStatus, error)
 	Ping(ctx context.Context) error
 	SchemaVersion(ctx context.Context) (int, error)
 }
@@ -92,6 +95,9 @@ type Options struct {
 	// finished after this long (it stopped reading). Default:
 	// DefaultLiveWriteTimeout.
 	LiveWriteTimeout time.Duration
+	// Console holds the built operator console (web.Console): index.html
+	// and its assets at the root. nil: /console answers 404.
+	Console fs.FS
 }
 
 // DefaultMaxBodyBytes fits a batch of 1,000 events of about 8 KiB each.
@@ -109,6 +115,7 @@ type Server struct {
 	stopCtx     context.Context
 	stopFollows context.CancelFunc
 	subscribers atomic.Int64
+	console  map[string]consoleFile
 }
 
 // NewServer returns the API over st.
@@ -128,8 +135,14 @@ func NewServer(st Store, opts Options) *Server {
 	if opts.LiveWriteTimeout <= 0 {
 		opts.LiveWriteTimeout = DefaultLiveWriteTimeout
 	}
+	console, err := consoleFiles(opts.Console)
+	if err != nil {
+		// An embed.FS always reads; another fs.FS may not. The API serves on
+		// without a console rather than not at all.
+		opts.Logger.Error().Err(err).Msg("console assets unreadable: /console answers 404")
+	}
 	s := &Server{store: traceStore(st, opts.TracerProvider), opts: opts, stopping: make(chan struct{}),
-		metrics: newHTTPMetrics(st)}
+		metrics: newHTTPMetrics(st), console: console}
 	s.stopCtx, s.stopFollows = context.WithCancel(context.Background())
 	return s
 }
@@ -163,12 +176,15 @@ func (s *Server) Handler() http.Handler {
 	r.Get("/openapi.yaml", serveOpenAPIYAML)
 	r.Get("/docs", redirectToDocs)
 	r.Get("/docs/*", serveDocs)
+	r.Get("/console", redirectToConsole)
+	r.Get("/console/*", s.serveConsole)
 
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(accessTokenParam, bearerAuth(s.opts.APIKeys))
 		// Each route names the query parameters it takes; any other is a 400.
 		none := queryParams()
 		// Reading and consuming: any key.
+		r.With(none).Get("/status", s.getStatus)
 		r.With(none).Get("/deciders", s.listDeciders)
 		r.With(none).Get("/deciders/{decider}", s.getDecider)
 		r.With(queryParams("decider", "decider_id", "tag", "after", "limit", "events")).Get("/events", s.readEvents)

@@ -48,3 +48,10 @@ func AcquiredConns(s *Store) int32 { return s.pool.Stat().AcquiredConns() }
 // Live reports whether fl has caught up and takes new events from the feed.
 // Call it from the goroutine that calls Next.
 func Live(fl *Follower) bool { return fl.live }
+
+// ViewStatusSQL reads the status of one view ($1) or of all (NULL).
+var ViewStatusSQL = viewStatusSQL
+
+// PartitionListSQL is ListPartitions' statement for a state: $1 the view,
+// ($2, $3) the cursor, ("", "") for the first page, $4 the limit.
+func PartitionListSQL(state string) string { return statePages[state] }

@@ -1,10 +1,13 @@
 package store_test
 
 import (
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"testing/fstest"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -81,4 +84,59 @@ func TestMigrateUpgrades(t *testing.T) {
 
 	_, err = store.LoadMigrations(fstest.MapFS{"one.sql": {Data: []byte(`SELECT 1`)}})
 	assert.Error(t, err, "misnamed migration")
+}
+
+// Migration 0009 (view_status) counts the partitions of views registered
+// before it: the streams in scope, not those a change of lists put out of
+// scope.
+func TestMigrationCountsExistingPartitions(t *testing.T) {
+	t.Parallel()
+	dbURL := storetest.NewEmptyDatabase(t)
+	s, err := store.Open(ctx, dbURL)
+	require.NoError(t, err)
+	defer s.Close()
+	all, err := store.LoadMigrations(fstoresql.Migrations)
+	require.NoError(t, err)
+	counting := slices.IndexFunc(all, func(m store.Migration) bool { return m.Name == "view_status" })
+	require.GreaterOrEqual(t, counting, 0)
+	before := fstest.MapFS{}
+	for _, m := range all[:counting] {
+		before[fmt.Sprintf("%04d_%s.sql", m.Version, m.Name)] = &fstest.MapFile{Data: []byte(m.SQL)}
+	}
+	_, err = s.Migrate(ctx, before)
+	require.NoError(t, err)
+	conn, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	for _, sql := range []string{ // one transaction each: discovery sees committed events only
+		`INSERT INTO deciders (decider, event) VALUES ('order', 'created'), ('invoice', 'created')`,
+		`INSERT INTO events (event, event_id, decider, decider_id, data, command_id, previous_id)
+		 SELECT 'created', gen_random_uuid(), CASE WHEN i % 3 = 0 THEN 'invoice' ELSE 'order' END, 's' || i, '{}',
+		        gen_random_uuid(), NULL
+		 FROM generate_series(1, 30) i`,
+		`SELECT count(*) FROM register_view('all', now() - interval '1 hour')`,
+		`SELECT count(*) FROM register_view('moved', now() - interval '1 hour', v_deciders => ARRAY['order'])`,
+		`SELECT fstore_discover('all'), fstore_discover('moved')`,
+		`SELECT count(*) FROM register_view('moved', now() - interval '1 hour', v_deciders => ARRAY['invoice'])`,
+	} {
+		_, err = conn.Exec(ctx, sql)
+		require.NoError(t, err)
+	}
+	applied, err := s.Migrate(ctx, fstoresql.Migrations)
+	require.NoError(t, err)
+	require.Contains(t, applied, all[counting].Version)
+	counts := map[string]int64{}
+	rows, err := conn.Query(ctx, `SELECT view, partitions FROM views`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var v string
+		var n int64
+		require.NoError(t, rows.Scan(&v, &n))
+		counts[v] = n
+	}
+	require.NoError(t, rows.Err())
+	assert.Equal(t, map[string]int64{"all": 30, "moved": 0}, counts, "moved: every order stream out of scope, invoice not discovered yet")
+	moved, err := s.GetView(ctx, "moved")
+	require.NoError(t, err)
+	assert.Equal(t, int64(10), moved.Status.Partitions, "discovery counts the invoice streams")
 }

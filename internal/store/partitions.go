@@ -36,12 +36,48 @@ const (
 // PartitionStates lists the states ListPartitions takes, StateAll first.
 var PartitionStates = []string{StateAll, StateBehind, StateLeased, StateFailing, StateParked}
 
-var stateFilters = map[string]string{
-	StateAll:     `p.matched`,
-	StateBehind:  `p.head_offset > p.acked_offset`,
-	StateLeased:  `p.leased_until > now()`,
-	StateFailing: `(p.attempts > 0 OR p.parked)`,
-	StateParked:  `p.parked`,
+// statePages page through each state's partitions for ListPartitions:
+// all through the primary key, failing and parked through the trouble
+// index, each from the cursor on; behind and leased from the partitions
+// behind (and leases outliving a change of lists), sorted (0009). A page
+// reads the partitions it shows (and, for all, those out of scope among
+// them), or for behind and leased those behind after the cursor: never the
+// partitions caught up.
+var statePages = map[string]string{
+	StateAll:     orderedPage(`p.matched`),
+	StateFailing: orderedPage(`(p.attempts > 0 OR p.parked)`),
+	StateParked:  orderedPage(`p.parked`),
+	StateBehind:  sortedPage(partitionsWhere(`p.decider, p.decider_id`, "$1", cursorSQL, behindIdle, behindParked)),
+	StateLeased: sortedPage(partitionsWhere(`p.decider, p.decider_id`, "$1", cursorSQL+` AND p.leased_until > now()`,
+		behindIdle, behindParked, staleLease)),
+}
+
+// cursorSQL starts a page after ($2, $3). Names are never empty, so ("",
+// "") sorts before every partition and the first page is a range from the
+// cursor too: with "$2 IS NULL OR" the range would become a filter, read
+// from the view's first partition on.
+const cursorSQL = ` AND (p.decider, p.decider_id) > ($2::text, $3::text)`
+
+// orderedPage pages the partitions of view $1 that pass filter, in key
+// order from the cursor, $4 at most: filter is the predicate of an index in
+// key order (or the primary key's).
+func orderedPage(filter string) string {
+	return `SELECT ` + prefixedPartition + `, ` + partitionPendingSQL + `
+		FROM views w JOIN view_partitions p ON p.view = w.view
+		WHERE w.view = $1 AND ` + filter + cursorSQL + `
+		ORDER BY p.decider, p.decider_id LIMIT $4`
+}
+
+// sortedPage pages the partitions whose keys keys selects, sorting them:
+// materialised, so that the planner reads keys' indexes whole rather than
+// walk the primary key in order and filter, as a LIMIT would tempt it to.
+func sortedPage(keys string) string {
+	return `WITH keys AS MATERIALIZED (` + keys + `),
+		page AS (SELECT decider, decider_id FROM keys ORDER BY decider, decider_id LIMIT $4)
+		SELECT ` + prefixedPartition + `, ` + partitionPendingSQL + `
+		FROM page JOIN view_partitions p ON p.view = $1 AND p.decider = page.decider AND p.decider_id = page.decider_id
+		          JOIN views w ON w.view = p.view
+		ORDER BY p.decider, p.decider_id`
 }
 
 // PartitionQuery pages through a view's partitions in (decider,
@@ -53,29 +89,27 @@ type PartitionQuery struct {
 	Limit                        int
 }
 
-// pendingSQL counts a partition's matching events after its progress; it
-// reads nothing for a caught-up partition.
-const pendingSQL = `CASE WHEN p.head_offset > p.acked_offset THEN (SELECT count(*) FROM events e
-	WHERE e.decider = p.decider AND e.decider_id = p.decider_id AND e."offset" > p.acked_offset
-	  AND (w.events IS NULL OR e.event = ANY (w.events))) ELSE 0 END`
+// partitionPendingSQL is a partition's events_pending: its matching events
+// after its progress once discovery has seen one (head_offset), else 0.
+const partitionPendingSQL = `CASE WHEN p.head_offset > p.acked_offset THEN ` + pendingSQL + ` ELSE 0 END`
 
 // ListPartitions returns up to q.Limit partitions of the view in the given
 // state, after the given one. ErrNotFound when the view does not exist;
-// ErrInvalid for an unknown state. The failing and parked lists read only
-// partitions in trouble; the others walk the view's partitions in order.
+// ErrInvalid for an unknown state. Whatever the state, a page never reads
+// the view's partitions that are caught up and not shown (statePages).
 func (s *Store) ListPartitions(ctx context.Context, view string, q PartitionQuery) ([]PartitionState, error) {
 	if q.State == "" {
 		q.State = StateAll
 	}
-	filter, ok := stateFilters[q.State]
+	page, ok := statePages[q.State]
 	if !ok {
 		return nil, fmt.Errorf("state %q: %w", q.State, ErrInvalid)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+prefixedPartition+`, `+pendingSQL+`
-		FROM views w JOIN view_partitions p ON p.view = w.view
-		WHERE w.view = $1 AND `+filter+`
-		  AND ($2::text IS NULL OR (p.decider, p.decider_id) > ($2, $3))
-		ORDER BY p.decider, p.decider_id LIMIT $4`, view, q.AfterDecider, q.AfterDeciderID, q.Limit)
+	var afterDecider, afterID string
+	if q.AfterDecider != nil && q.AfterDeciderID != nil {
+		afterDecider, afterID = *q.AfterDecider, *q.AfterDeciderID
+	}
+	rows, err := s.pool.Query(ctx, page, view, afterDecider, afterID, q.Limit)
 	if err != nil {
 		return nil, interpretError(err)
 	}
@@ -119,7 +153,7 @@ func (s *Store) noPartition(ctx context.Context, view, decider, deciderID string
 func (s *Store) PartitionDetail(ctx context.Context, view, decider, deciderID string) (PartitionDetail, error) {
 	var d PartitionDetail
 	var err error
-	d.Partition, err = scanPartition(s.pool.QueryRow(ctx, `SELECT `+prefixedPartition+`, `+pendingSQL+`
+	d.Partition, err = scanPartition(s.pool.QueryRow(ctx, `SELECT `+prefixedPartition+`, `+partitionPendingSQL+`
 		FROM views w JOIN view_partitions p ON p.view = w.view
 		WHERE w.view = $1 AND p.decider = $2 AND p.decider_id = $3`, view, decider, deciderID), &d.EventsPending)
 	if err != nil {

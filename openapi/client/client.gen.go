@@ -39,6 +39,24 @@ func (e AttemptKind) Valid() bool {
 	}
 }
 
+// Defines values for ServerStatusAccess.
+const (
+	ReadOnly  ServerStatusAccess = "read-only"
+	ReadWrite ServerStatusAccess = "read-write"
+)
+
+// Valid indicates whether the value is a known member of the ServerStatusAccess enum.
+func (e ServerStatusAccess) Valid() bool {
+	switch e {
+	case ReadOnly:
+		return true
+	case ReadWrite:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ListPartitionsParamsState.
 const (
 	All     ListPartitionsParamsState = "all"
@@ -197,6 +215,35 @@ type Decider struct {
 // DeciderList defines model for DeciderList.
 type DeciderList struct {
 	Deciders []Decider `json:"deciders"`
+}
+
+// DispatcherStatus defines model for DispatcherStatus.
+type DispatcherStatus struct {
+	DispatcherId openapi_types.UUID `json:"dispatcher_id"`
+
+	// Healthy Seen within the last three intervals, by the database's clock.
+	Healthy bool `json:"healthy"`
+
+	// Host Example: worker-3
+	Host string `json:"host"`
+
+	// IntervalMs How often it records a heartbeat.
+	//
+	// Example: 5000
+	IntervalMs int64     `json:"interval_ms"`
+	LastSeenAt time.Time `json:"last_seen_at"`
+
+	// MetricsAddr Where its /metrics and /healthz listen (FSTORE_METRICS_ADDR).
+	//
+	// Example: 127.0.0.1:9090
+	MetricsAddr string `json:"metrics_addr"`
+
+	// Pid Example: 4211
+	Pid       int       `json:"pid"`
+	StartedAt time.Time `json:"started_at"`
+
+	// Version Example: 0.1.0
+	Version string `json:"version"`
 }
 
 // Event defines model for Event.
@@ -392,6 +439,23 @@ type LiveHeartbeat struct {
 // LiveLine One line of a live NDJSON stream.
 type LiveLine struct {
 	union json.RawMessage
+}
+
+// LogStatus defines model for LogStatus.
+type LogStatus struct {
+	// EventsEstimate About how many events the log holds, from PostgreSQL's statistics
+	// (pg_stat_user_tables.n_live_tup, else pg_class.reltuples): current
+	// within a second or so of the last commit, never counted.
+	//
+	// Example: 1999874
+	EventsEstimate int64 `json:"events_estimate"`
+
+	// LastOffset The highest offset of a committed event; 0 when the log is empty.
+	// Sampled twice, its difference over time is the append rate (offsets
+	// have gaps where an append failed, so the rate is a slight overestimate).
+	//
+	// Example: 2000000
+	LastOffset int64 `json:"last_offset"`
 }
 
 // NackRequest defines model for NackRequest.
@@ -686,6 +750,32 @@ type Retried struct {
 	// Retried Example: 2
 	Retried int64 `json:"retried"`
 }
+
+// ServerStatus defines model for ServerStatus.
+type ServerStatus struct {
+	// Access What the key of this request may do: read-write, or read-only (reads
+	// and consumes; appends, registrations, skip, replay and retry answer 403).
+	// read-write when the server has no FSTORE_API_KEYS.
+	//
+	// Example: read-write
+	Access ServerStatusAccess `json:"access"`
+
+	// Dispatchers Every dispatcher process seen within the last day (a process that
+	// stopped cleanly is removed), healthy ones first.
+	Dispatchers []DispatcherStatus `json:"dispatchers"`
+	Log         LogStatus          `json:"log"`
+
+	// Time The server's clock when it answered: the rate is the difference of
+	// two samples' last_offset over the difference of their times.
+	Time time.Time `json:"time"`
+}
+
+// ServerStatusAccess What the key of this request may do: read-write, or read-only (reads
+// and consumes; appends, registrations, skip, replay and retry answer 403).
+// read-write when the server has no FSTORE_API_KEYS.
+//
+// Example: read-write
+type ServerStatusAccess string
 
 // SkipRequest defines model for SkipRequest.
 type SkipRequest struct {
@@ -1179,7 +1269,16 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/events/{event_id} (the `GetEvent` operationId).
 	GetEvent(ctx context.Context, eventId openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetStatus The log's size, the dispatchers' health and this key's access
+	//
+	// For dashboards and the console: the newest committed offset and an estimate of the event count (from PostgreSQL's statistics, never a count), the dispatcher processes from their heartbeats (each records one every 5 s; healthy = seen within three of its intervals), and whether this request's key is read-only. Constant cost at any size of the log.
+	//
+	// Corresponds with GET /v1/status (the `GetStatus` operationId).
+	GetStatus(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListViews List views with their status
+	//
+	// Every view with its status, as GET /v1/views/{view} gives it, read for all views at once: the same few statements whatever the number of views.
 	//
 	// Corresponds with GET /v1/views (the `ListViews` operationId).
 	ListViews(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1191,7 +1290,7 @@ type ClientInterface interface {
 
 	// GetView Get a view and its status
 	//
-	// The status counts partitions, partitions behind, events pending (the lag), partitions leased now and parked, and the last delivery error.
+	// The status counts partitions, partitions behind, events pending (the lag), partitions leased now, failing and parked, and the last delivery error. It costs the partitions behind or failing and the events pending, not the partitions caught up.
 	//
 	// Corresponds with GET /v1/views/{view} (the `GetView` operationId).
 	GetView(ctx context.Context, view string, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1252,7 +1351,7 @@ type ClientInterface interface {
 
 	// ListPartitions List a view's partitions
 	//
-	// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. The failing and parked lists read only partitions in trouble, whatever the view's size. A read-only key may list.
+	// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. A page costs what it shows, not the view's size: all reads the view in order from the cursor, failing and parked read only the partitions in trouble, behind and leased only the partitions behind; none reads the partitions caught up. A read-only key may list.
 	//
 	// Corresponds with GET /v1/views/{view}/partitions (the `ListPartitions` operationId).
 	ListPartitions(ctx context.Context, view string, params *ListPartitionsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1617,7 +1716,26 @@ func (c *Client) GetEvent(ctx context.Context, eventId openapi_types.UUID, reqEd
 	return c.Client.Do(req)
 }
 
+// GetStatus The log's size, the dispatchers' health and this key's access
+//
+// For dashboards and the console: the newest committed offset and an estimate of the event count (from PostgreSQL's statistics, never a count), the dispatcher processes from their heartbeats (each records one every 5 s; healthy = seen within three of its intervals), and whether this request's key is read-only. Constant cost at any size of the log.
+//
+// Corresponds with GET /v1/status (the `GetStatus` operationId).
+func (c *Client) GetStatus(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetStatusRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ListViews List views with their status
+//
+// Every view with its status, as GET /v1/views/{view} gives it, read for all views at once: the same few statements whatever the number of views.
 //
 // Corresponds with GET /v1/views (the `ListViews` operationId).
 func (c *Client) ListViews(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1649,7 +1767,7 @@ func (c *Client) DeleteView(ctx context.Context, view string, reqEditors ...Requ
 
 // GetView Get a view and its status
 //
-// The status counts partitions, partitions behind, events pending (the lag), partitions leased now and parked, and the last delivery error.
+// The status counts partitions, partitions behind, events pending (the lag), partitions leased now, failing and parked, and the last delivery error. It costs the partitions behind or failing and the events pending, not the partitions caught up.
 //
 // Corresponds with GET /v1/views/{view} (the `GetView` operationId).
 func (c *Client) GetView(ctx context.Context, view string, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1780,7 +1898,7 @@ func (c *Client) NackEvent(ctx context.Context, view string, body NackEventJSONR
 
 // ListPartitions List a view's partitions
 //
-// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. The failing and parked lists read only partitions in trouble, whatever the view's size. A read-only key may list.
+// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. A page costs what it shows, not the view's size: all reads the view in order from the cursor, failing and parked read only the partitions in trouble, behind and leased only the partitions behind; none reads the partitions caught up. A read-only key may list.
 //
 // Corresponds with GET /v1/views/{view}/partitions (the `ListPartitions` operationId).
 func (c *Client) ListPartitions(ctx context.Context, view string, params *ListPartitionsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2515,6 +2633,33 @@ func NewGetEventRequest(server string, eventId openapi_types.UUID) (*http.Reques
 	}
 
 	operationPath := fmt.Sprintf("/v1/events/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetStatusRequest constructs an http.Request for the GetStatus method
+func NewGetStatusRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/status")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -3406,7 +3551,18 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/events/{event_id} (the `GetEvent` operationId).
 	GetEventWithResponse(ctx context.Context, eventId openapi_types.UUID, reqEditors ...RequestEditorFn) (*GetEventResponse, error)
 
+	// GetStatusWithResponse The log's size, the dispatchers' health and this key's access
+	//
+	// For dashboards and the console: the newest committed offset and an estimate of the event count (from PostgreSQL's statistics, never a count), the dispatcher processes from their heartbeats (each records one every 5 s; healthy = seen within three of its intervals), and whether this request's key is read-only. Constant cost at any size of the log.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/status (the `GetStatus` operationId).
+	GetStatusWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetStatusResponse, error)
+
 	// ListViewsWithResponse List views with their status
+	//
+	// Every view with its status, as GET /v1/views/{view} gives it, read for all views at once: the same few statements whatever the number of views.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3422,7 +3578,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetViewWithResponse Get a view and its status
 	//
-	// The status counts partitions, partitions behind, events pending (the lag), partitions leased now and parked, and the last delivery error.
+	// The status counts partitions, partitions behind, events pending (the lag), partitions leased now, failing and parked, and the last delivery error. It costs the partitions behind or failing and the events pending, not the partitions caught up.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3485,7 +3641,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListPartitionsWithResponse List a view's partitions
 	//
-	// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. The failing and parked lists read only partitions in trouble, whatever the view's size. A read-only key may list.
+	// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. A page costs what it shows, not the view's size: all reads the view in order from the cursor, failing and parked read only the partitions in trouble, behind and leased only the partitions behind; none reads the partitions caught up. A read-only key may list.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4403,6 +4559,61 @@ func (r GetEventResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetEventResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetStatusResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ServerStatus
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetStatusResponse) GetJSON200() *ServerStatus {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetStatusResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetStatusResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetStatusResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetStatusResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetStatusResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetStatusResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -5739,7 +5950,24 @@ func (c *ClientWithResponses) GetEventWithResponse(ctx context.Context, eventId 
 	return ParseGetEventResponse(rsp)
 }
 
+// GetStatusWithResponse The log's size, the dispatchers' health and this key's access
+//
+// For dashboards and the console: the newest committed offset and an estimate of the event count (from PostgreSQL's statistics, never a count), the dispatcher processes from their heartbeats (each records one every 5 s; healthy = seen within three of its intervals), and whether this request's key is read-only. Constant cost at any size of the log.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/status (the `GetStatus` operationId).
+func (c *ClientWithResponses) GetStatusWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetStatusResponse, error) {
+	rsp, err := c.GetStatus(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetStatusResponse(rsp)
+}
+
 // ListViewsWithResponse List views with their status
+//
+// Every view with its status, as GET /v1/views/{view} gives it, read for all views at once: the same few statements whatever the number of views.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5767,7 +5995,7 @@ func (c *ClientWithResponses) DeleteViewWithResponse(ctx context.Context, view s
 
 // GetViewWithResponse Get a view and its status
 //
-// The status counts partitions, partitions behind, events pending (the lag), partitions leased now and parked, and the last delivery error.
+// The status counts partitions, partitions behind, events pending (the lag), partitions leased now, failing and parked, and the last delivery error. It costs the partitions behind or failing and the events pending, not the partitions caught up.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5872,7 +6100,7 @@ func (c *ClientWithResponses) NackEventWithResponse(ctx context.Context, view st
 
 // ListPartitionsWithResponse List a view's partitions
 //
-// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. The failing and parked lists read only partitions in trouble, whatever the view's size. A read-only key may list.
+// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. A page costs what it shows, not the view's size: all reads the view in order from the cursor, failing and parked read only the partitions in trouble, behind and leased only the partitions behind; none reads the partitions caught up. A read-only key may list.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -6671,6 +6899,46 @@ func ParseGetEventResponse(rsp *http.Response) (*GetEventResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetStatusResponse parses an HTTP response from a GetStatusWithResponse call
+func ParseGetStatusResponse(rsp *http.Response) (*GetStatusResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetStatusResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ServerStatus
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Problem

@@ -221,4 +221,12 @@ func TestGeneratedClientScenario(t *testing.T) {
 			assert.Equal(t, q.JSON200.Events[0].Offset, *r.ApplicationproblemJSON409.Offset)
 		}
 	}
+
+	// The server's status: the log's newest offset, this key's access.
+	ss, err := c.GetStatusWithResponse(ctx)
+	require.NoError(t, err)
+	require.NotNil(t, ss.JSON200, "%s", ss.Body)
+	assert.Equal(t, client.ReadWrite, ss.JSON200.Access)
+	assert.Positive(t, ss.JSON200.Log.LastOffset)
+	assert.Empty(t, ss.JSON200.Dispatchers)
 }

@@ -210,6 +210,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/status": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The log's size, the dispatchers' health and this key's access
+         * @description For dashboards and the console: the newest committed offset and an estimate of the event count (from PostgreSQL's statistics, never a count), the dispatcher processes from their heartbeats (each records one every 5 s; healthy = seen within three of its intervals), and whether this request's key is read-only. Constant cost at any size of the log.
+         */
+        get: operations["getStatus"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/views": {
         parameters: {
             query?: never;
@@ -217,7 +237,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List views with their status */
+        /**
+         * List views with their status
+         * @description Every view with its status, as GET /v1/views/{view} gives it, read for all views at once: the same few statements whatever the number of views.
+         */
         get: operations["listViews"];
         put?: never;
         post?: never;
@@ -236,7 +259,7 @@ export interface paths {
         };
         /**
          * Get a view and its status
-         * @description The status counts partitions, partitions behind, events pending (the lag), partitions leased now and parked, and the last delivery error.
+         * @description The status counts partitions, partitions behind, events pending (the lag), partitions leased now, failing and parked, and the last delivery error. It costs the partitions behind or failing and the events pending, not the partitions caught up.
          */
         get: operations["getView"];
         /**
@@ -301,7 +324,7 @@ export interface paths {
         };
         /**
          * List a view's partitions
-         * @description Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. The failing and parked lists read only partitions in trouble, whatever the view's size. A read-only key may list.
+         * @description Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. A page costs what it shows, not the view's size: all reads the view in order from the cursor, failing and parked read only the partitions in trouble, behind and leased only the partitions behind; none reads the partitions caught up. A read-only key may list.
          */
         get: operations["listPartitions"];
         put?: never;
@@ -577,6 +600,33 @@ export interface components {
         DeciderList: {
             deciders: components["schemas"]["Decider"][];
         };
+        DispatcherStatus: {
+            /** Format: uuid */
+            dispatcher_id: string;
+            /** @description Seen within the last three intervals, by the database's clock. */
+            healthy: boolean;
+            /** @example worker-3 */
+            host: string;
+            /**
+             * Format: int64
+             * @description How often it records a heartbeat.
+             * @example 5000
+             */
+            interval_ms: number;
+            /** Format: date-time */
+            last_seen_at: string;
+            /**
+             * @description Where its /metrics and /healthz listen (FSTORE_METRICS_ADDR).
+             * @example 127.0.0.1:9090
+             */
+            metrics_addr: string;
+            /** @example 4211 */
+            pid: number;
+            /** Format: date-time */
+            started_at: string;
+            /** @example 0.1.0 */
+            version: string;
+        };
         Event: {
             /**
              * Format: uuid
@@ -763,6 +813,24 @@ export interface components {
         };
         /** @description One line of a live NDJSON stream. */
         LiveLine: components["schemas"]["Event"] | components["schemas"]["LiveHeartbeat"] | components["schemas"]["LiveErrorLine"];
+        LogStatus: {
+            /**
+             * Format: int64
+             * @description About how many events the log holds, from PostgreSQL's statistics
+             *     (pg_stat_user_tables.n_live_tup, else pg_class.reltuples): current
+             *     within a second or so of the last commit, never counted.
+             * @example 1999874
+             */
+            events_estimate: number;
+            /**
+             * Format: int64
+             * @description The highest offset of a committed event; 0 when the log is empty.
+             *     Sampled twice, its difference over time is the append rate (offsets
+             *     have gaps where an append failed, so the rate is a slight overestimate).
+             * @example 2000000
+             */
+            last_offset: number;
+        };
         NackRequest: {
             /** @example order */
             decider: string;
@@ -1089,6 +1157,26 @@ export interface components {
              * @example 2
              */
             retried: number;
+        };
+        ServerStatus: {
+            /**
+             * @description What the key of this request may do: read-write, or read-only (reads
+             *     and consumes; appends, registrations, skip, replay and retry answer 403).
+             *     read-write when the server has no FSTORE_API_KEYS.
+             * @example read-write
+             * @enum {string}
+             */
+            access: "read-write" | "read-only";
+            /** @description Every dispatcher process seen within the last day (a process that
+             *     stopped cleanly is removed), healthy ones first. */
+            dispatchers: components["schemas"]["DispatcherStatus"][];
+            log: components["schemas"]["LogStatus"];
+            /**
+             * Format: date-time
+             * @description The server's clock when it answered: the rate is the difference of
+             *     two samples' last_offset over the difference of their times.
+             */
+            time: string;
         };
         SkipRequest: {
             /**
@@ -1956,6 +2044,44 @@ export interface operations {
                 };
             };
             /** @description Database unavailable, or too-many-subscribers (live follows; see Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getStatus: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServerStatus"];
+                };
+            };
+            /** @description Missing or invalid API key (when the server has FSTORE_API_KEYS) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Database unavailable */
             503: {
                 headers: {
                     [name: string]: unknown;

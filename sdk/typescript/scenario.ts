@@ -135,4 +135,9 @@ export async function scenario(baseUrl: string): Promise<void> {
   const retried = await api.POST("/v1/views/{view}/retry", { params: { path: { view: "placements" } } });
   const count: number | undefined = retried.data?.retried;
   console.log("un-parked", count);
+
+  const server = await api.GET("/v1/status");
+  if (server.data?.access === "read-only") console.log("this key may not write");
+  const late = (server.data?.dispatchers ?? []).filter((d) => !d.healthy).map((d) => `${d.host}:${d.pid}`);
+  console.log("newest offset", server.data?.log.last_offset, "≈ events", server.data?.log.events_estimate, "late", late);
 }
