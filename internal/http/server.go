@@ -115,7 +115,7 @@ type Server struct {
 	stopCtx     context.Context
 	stopFollows context.CancelFunc
 	subscribers atomic.Int64
-	console  map[string]consoleFile
+	console     map[string]consoleFile
 }
 
 // NewServer returns the API over st.
