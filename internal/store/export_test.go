@@ -1,5 +1,7 @@
 package store
 
+import "time"
+
 // Hooks for the external tests (package store_test); compiled only in tests.
 
 // PauseAppends replaces s's coalescer with one whose only worker starts when
@@ -55,3 +57,10 @@ var ViewStatusSQL = viewStatusSQL
 // PartitionListSQL is ListPartitions' statement for a state: $1 the view,
 // ($2, $3) the cursor, ("", "") for the first page, $4 the limit.
 func PartitionListSQL(state string) string { return statePages[state] }
+
+// SetCatchUp makes s's catch-up pages at most events events and bytes
+// bytes, and drops a page read ahead that waited handOff: small values
+// drive many pages, many rounds and the drops of slow followers.
+func SetCatchUp(s *Store, events, bytes int, handOff time.Duration) {
+	s.catchUp = catchUpBounds{page: events, bytes: bytes, handOff: handOff}
+}

@@ -139,7 +139,11 @@ func (f *feed) take(sub *subscription, into []*feedEvent) ([]*feedEvent, error) 
 	}
 	into = append(into, sub.queue...)
 	clear(sub.queue) // let the events go once every follower wrote them
-	sub.queue = sub.queue[:0]
+	if cap(sub.queue) > keptCap {
+		sub.queue = nil // a burst's room: not kept by a thousand idle followers
+	} else {
+		sub.queue = sub.queue[:0]
+	}
 	return into, nil
 }
 

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -16,16 +18,26 @@ import (
 // the cursor comes twice, nothing above P is missed, and nothing in between
 // is read by both.
 
-// Bounds of a catch-up.
-const (
-	// catchUpPage is the most events one catch-up read takes: large pages
-	// for throughput, one encoded page of about 1.5 MB in flight.
-	catchUpPage = 4000
-	// catchUpPages bounds the pages in flight (read, not yet written) over
-	// all followers of the process: memory stays bounded however many
-	// catch up at once.
-	catchUpPages = 16
-)
+// Bounds of a catch-up. A follower holds at most two pages: the one its
+// client is being written, and the next, read ahead. A read-ahead page its
+// follower does not take within handOff is dropped and read again when
+// asked for: a slow client keeps no read slot, and costs only itself.
+type catchUpBounds struct {
+	// page is the most events one catch-up read takes: large pages for
+	// throughput.
+	page int
+	// bytes ends a page early once its encoded events reach it, however
+	// large the events.
+	bytes int
+	// handOff is how long a page read ahead waits for its follower.
+	handOff time.Duration
+}
+
+var defaultCatchUp = catchUpBounds{page: 4000, bytes: 2 << 20, handOff: time.Second}
+
+// catchUpReads bounds the catch-up reads under way (from the query to the
+// hand-off of the page) over all followers of the process.
+const catchUpReads = 16
 
 // LiveEvent is one event a Follower hands out: its offset, and its JSON as
 // Event.AppendJSON writes it (shared with other followers: read-only).
@@ -39,11 +51,11 @@ type Follower struct {
 	s      *Store
 	filter *liveFilter
 	cancel context.CancelFunc
-	pages  chan page // the catch-up reader's, closed when it ends
+	pages  chan page     // the catch-up reader's, closed when it ends
+	want   chan struct{} // Next asks the catch-up reader for a page it dropped
 	sub    *subscription
 	live   bool
 	cursor int64 // the last offset handed out, or passed over
-	held   func()
 	queued []*feedEvent
 	out    []LiveEvent
 	timer  *time.Timer // Next's wait, reused
@@ -52,11 +64,10 @@ type Follower struct {
 // page is what the catch-up reader hands over: events, an error, or the
 // switch to live (sub registered, cursor caught up to the feed's position).
 type page struct {
-	events  []LiveEvent
-	release func()
-	err     error
-	live    bool
-	cursor  int64
+	events []LiveEvent
+	err    error
+	live   bool
+	cursor int64
 }
 
 // Follow starts following the events f selects with an offset above after:
@@ -67,9 +78,14 @@ func (s *Store) Follow(ctx context.Context, f Filter, after int64) (*Follower, e
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkMatches(ctx, f.Query); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
-	fl := &Follower{s: s, filter: lf, cancel: cancel, pages: make(chan page, 1), cursor: after,
-		sub: &subscription{filter: lf, notify: make(chan struct{}, 1)}}
+	// pages is unbuffered: a page read ahead waits in its reader, which
+	// can drop it (see catchUpBounds).
+	fl := &Follower{s: s, filter: lf, cancel: cancel, pages: make(chan page), want: make(chan struct{}, 1),
+		cursor: after, sub: &subscription{filter: lf, notify: make(chan struct{}, 1)}}
 	go fl.catchUp(ctx, f, after)
 	return fl, nil
 }
@@ -85,7 +101,12 @@ func (s *Store) Follow(ctx context.Context, f Filter, after int64) (*Follower, e
 // ctx's error. After an error the follower is done: follow again from the
 // last offset handed out.
 func (fl *Follower) Next(ctx context.Context, wait time.Duration) ([]LiveEvent, error) {
-	fl.release()
+	if !fl.live {
+		select {
+		case fl.want <- struct{}{}:
+		default: // asked already
+		}
+	}
 	if fl.timer == nil {
 		fl.timer = time.NewTimer(wait)
 	} else {
@@ -106,7 +127,6 @@ func (fl *Follower) Next(ctx context.Context, wait time.Duration) ([]LiveEvent, 
 				fl.live, fl.cursor = true, p.cursor
 				return nil, nil
 			}
-			fl.held = p.release
 			fl.cursor = p.events[len(p.events)-1].Offset
 			return p.events, nil
 		case <-timer.C:
@@ -130,8 +150,16 @@ func (fl *Follower) Next(ctx context.Context, wait time.Duration) ([]LiveEvent, 
 	}
 }
 
+// keptCap is the most room a follower's queues keep between bursts: a
+// burst of 10,000 events grows them to hundreds of kilobytes, which a
+// thousand idle followers would keep for good.
+const keptCap = 1024
+
 // takeLive returns the queued events above the cursor.
 func (fl *Follower) takeLive() ([]LiveEvent, error) {
+	if cap(fl.queued) > keptCap || cap(fl.out) > keptCap {
+		fl.queued, fl.out = nil, nil // the events of the last call are written
+	}
 	var err error
 	fl.queued, err = fl.s.feed.take(fl.sub, fl.queued[:0])
 	fl.out = fl.out[:0]
@@ -148,21 +176,33 @@ func (fl *Follower) takeLive() ([]LiveEvent, error) {
 	return fl.out, nil
 }
 
-func (fl *Follower) release() {
-	if fl.held != nil {
-		fl.held()
-		fl.held = nil
-	}
-}
-
 // Close ends the follow and frees what it holds.
 func (fl *Follower) Close() {
 	fl.cancel()
-	fl.release()
-	for p := range fl.pages { // the reader ends once cancelled
-		if p.release != nil {
-			p.release()
-		}
+	for range fl.pages { // the reader ends once cancelled
 	}
 	fl.s.feed.unregister(fl.sub)
+}
+
+// checkMatches has PostgreSQL parse a query's matches as jsonb, as its
+// reads will: a value it refuses (a number beyond numeric's range) is
+// refused now, ErrInvalid, rather than by a catch-up read once the answer
+// has begun.
+func (s *Store) checkMatches(ctx context.Context, q *Query) error {
+	if q == nil {
+		return nil
+	}
+	var all []json.RawMessage
+	for _, it := range q.Items {
+		all = append(all, it.Matches...)
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(all)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	_, err = s.pool.Exec(ctx, `SELECT $1::text::jsonb`, string(b))
+	return interpretError(err)
 }

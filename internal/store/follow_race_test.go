@@ -28,7 +28,23 @@ import (
 // the feed at once.
 func TestFollowNeverSkipsNorRepeats(t *testing.T) {
 	t.Parallel()
+	followNeverSkipsNorRepeats(t, storetest.NewStore(t), 0)
+}
+
+// The same with catch-up pages of a few events and a few hundred bytes, so
+// that every follower reads many pages over many rounds while the writers
+// go on, and with slow followers (a pause between reads), whose pages read
+// ahead are dropped and read again.
+func TestFollowNeverSkipsNorRepeatsInSmallPages(t *testing.T) {
+	t.Parallel()
 	s := storetest.NewStore(t)
+	store.SetCatchUp(s, 7, 2000, 2*time.Millisecond)
+	followNeverSkipsNorRepeats(t, s, 5*time.Millisecond)
+}
+
+// followNeverSkipsNorRepeats runs the proof on s; every fourth follower
+// pauses for pause between its reads (none when 0).
+func followNeverSkipsNorRepeats(t *testing.T, s *store.Store, pause time.Duration) {
 	register(t, s, "order", "created", "noted")
 	register(t, s, "invoice", "created", "noted")
 	dbURL := storetest.URL(t, s)
@@ -98,6 +114,9 @@ func TestFollowNeverSkipsNorRepeats(t *testing.T) {
 					return
 				}
 				r.add(evs)
+				if pause > 0 && k%4 == 0 {
+					time.Sleep(pause)
+				}
 			}
 		})
 	}

@@ -170,6 +170,29 @@ func TestSlowFollowerFallsBehind(t *testing.T) {
 	assert.Equal(t, e.EventID, next(t, keeping, 1)[0].EventID)
 }
 
+// Followers whose clients stopped reading while catching up hold no read
+// slot: more of them than the process has slots, and a new follower still
+// catches up and goes live.
+func TestStuckCatchUpsLeaveOthersAlone(t *testing.T) {
+	t.Parallel()
+	s := storetest.NewStore(t)
+	store.SetCatchUp(s, 10, 1<<20, 20*time.Millisecond)
+	register(t, s, "order", "created")
+	chain(t, s, "order", "o-1", 200)
+	for range 40 { // more than the 16 read slots; each takes one page, then nothing
+		stuck := follow(t, s, store.Filter{}, 0)
+		evs, err := stuck.Next(ctx, 5*time.Second)
+		require.NoError(t, err)
+		require.Len(t, evs, 10)
+	}
+	time.Sleep(100 * time.Millisecond) // their pages read ahead are dropped
+	fresh := follow(t, s, store.Filter{}, 0)
+	assert.Len(t, next(t, fresh, 200), 200, "the whole backlog, past the stuck ones")
+	quiet(t, fresh)
+	e := appendOne(t, s, ev("order", "o-2", nil))
+	assert.Equal(t, e.EventID, next(t, fresh, 1)[0].EventID, "and live")
+}
+
 // A late-committing writer holds its offset back: a follower never hands
 // out an event past it, while catching up or live, and gets it once it
 // commits, in offset order.

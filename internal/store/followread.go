@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -57,19 +58,20 @@ func (fl *Follower) catchUpRounds(ctx context.Context, f *Filter, cursor int64) 
 			return 0, 0, err
 		}
 		cursor = max(got.cursor, h-1)
-		if got.n < catchUpPage {
+		if !got.more {
 			return h - 1, cursor, nil
 		}
 	}
 }
 
 type sent struct {
-	n      int
 	cursor int64
+	more   bool // the last page was full: the range may hold more
 }
 
 // sendAll sends, page by page, the events above after and below below; it
-// returns how many it sent and the last offset sent (after if none).
+// returns the last offset sent (after if none) and whether the last page
+// was full.
 func (fl *Follower) sendAll(ctx context.Context, f *Filter, after, below int64) (sent, error) {
 	total := sent{cursor: after}
 	for {
@@ -77,36 +79,61 @@ func (fl *Follower) sendAll(ctx context.Context, f *Filter, after, below int64) 
 		if err != nil {
 			return sent{}, err
 		}
-		total.n += got.n
-		total.cursor = got.cursor
-		if got.n < catchUpPage {
+		total = got
+		if !got.more {
 			return total, nil
 		}
 	}
 }
 
-// sendPage sends one page of the events above after and below below.
+// sendPage sends one page of the events above after and below below. A
+// page its follower does not take within its hand-off wait is dropped, and read
+// again once the follower asks: the read slot goes to other followers.
 func (fl *Follower) sendPage(ctx context.Context, f *Filter, after, below int64) (sent, error) {
-	select {
-	case fl.s.pageTokens <- struct{}{}:
-	case <-ctx.Done():
-		return sent{}, ctx.Err()
+	for {
+		select {
+		case fl.s.pageTokens <- struct{}{}:
+		case <-ctx.Done():
+			return sent{}, ctx.Err()
+		}
+		evs, more, err := fl.readPage(ctx, f, after, below)
+		if err != nil || len(evs) == 0 {
+			<-fl.s.pageTokens
+			return sent{cursor: after}, err
+		}
+		wait := time.NewTimer(fl.s.catchUp.handOff)
+		select {
+		case fl.pages <- page{events: evs}:
+			wait.Stop()
+			<-fl.s.pageTokens
+			return sent{cursor: evs[len(evs)-1].Offset, more: more}, nil
+		case <-wait.C:
+			<-fl.s.pageTokens
+		case <-ctx.Done():
+			wait.Stop()
+			<-fl.s.pageTokens
+			return sent{}, ctx.Err()
+		}
+		select { // a slow client: read the page again when it is wanted
+		case <-fl.want:
+		case <-ctx.Done():
+			return sent{}, ctx.Err()
+		}
 	}
-	release := func() { <-fl.s.pageTokens }
-	rows, err := fl.s.queryRange(ctx, f, after, below, catchUpPage)
-	var evs []LiveEvent
-	if err == nil {
-		evs, err = encodeRows(rows)
+}
+
+// readPage reads one page, in a read slot the caller holds. more: the page
+// is full (by count or by size).
+func (fl *Follower) readPage(ctx context.Context, f *Filter, after, below int64) ([]LiveEvent, bool, error) {
+	rows, err := fl.s.queryRange(ctx, f, after, below, fl.s.catchUp.page)
+	if err != nil {
+		return nil, false, interpretError(err)
 	}
-	if err != nil || len(evs) == 0 {
-		release()
-		return sent{cursor: after}, interpretError(err)
+	evs, full, err := encodeRows(rows, fl.s.catchUp.bytes)
+	if err != nil {
+		return nil, false, interpretError(err)
 	}
-	if !fl.send(ctx, page{events: evs, release: release}) {
-		release()
-		return sent{}, ctx.Err()
-	}
-	return sent{n: len(evs), cursor: evs[len(evs)-1].Offset}, nil
+	return evs, full || len(evs) == fl.s.catchUp.page, nil
 }
 
 // send hands p to Next; false when ctx ended first.
@@ -119,25 +146,27 @@ func (fl *Follower) send(ctx context.Context, p page) bool {
 	}
 }
 
-// encodeRows encodes the events of rows into one buffer.
-func encodeRows(rows pgx.Rows) ([]LiveEvent, error) {
+// encodeRows encodes the events of rows into one buffer, and stops early
+// (full) once the buffer holds maxBytes.
+func encodeRows(rows pgx.Rows, maxBytes int) (evs []LiveEvent, full bool, err error) {
 	defer rows.Close()
 	var (
 		buf     = make([]byte, 0, 64<<10)
 		offsets []int64
 		ends    []int
 	)
-	for rows.Next() {
-		e, err := scanEvent(rows) // the one mapping of columns to fields
-		if err != nil {
-			return nil, err
+	for !full && rows.Next() {
+		e, scanErr := scanEvent(rows) // the one mapping of columns to fields
+		if scanErr != nil {
+			return nil, false, scanErr
 		}
 		buf = e.AppendJSON(buf)
 		offsets = append(offsets, e.Offset)
 		ends = append(ends, len(buf))
+		full = len(buf) >= maxBytes
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	out := make([]LiveEvent, len(offsets))
 	start := 0
@@ -145,7 +174,7 @@ func encodeRows(rows pgx.Rows) ([]LiveEvent, error) {
 		out[i] = LiveEvent{Offset: offsets[i], JSON: buf[start:end:end]}
 		start = end
 	}
-	return out, nil
+	return out, full, nil
 }
 
 // readHorizon returns the read horizon: every event below it has committed.

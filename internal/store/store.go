@@ -45,6 +45,7 @@ type Store struct {
 	// catch-up pages all followers may have in flight.
 	feed       *feed
 	pageTokens chan struct{}
+	catchUp    catchUpBounds
 }
 
 // DefaultMaxConns is the pool size used when the connection string does not
@@ -92,7 +93,8 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	s.positions = &positions{s: s}
 	s.watch = newLogWatcher(s)
 	s.feed = newFeed(s)
-	s.pageTokens = make(chan struct{}, catchUpPages)
+	s.pageTokens = make(chan struct{}, catchUpReads)
+	s.catchUp = defaultCatchUp
 	return s, nil
 }
 
