@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -79,5 +81,58 @@ func TestSIGTERMEndsFollows(t *testing.T) {
 		}
 		require.NoError(t, json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &frame), "follower %d: %q", k, line)
 		assert.Equal(t, "urn:fstore:problem:shutting-down", frame.Type+frame.Error.Type, "follower %d", k)
+	}
+}
+
+// A follower that stopped reading does not hold up a SIGTERM: its blocked
+// write is cut short, and the API exits cleanly well within its shutdown
+// timeout, which is shorter than a live write's own timeout (30 s).
+func TestSIGTERMWithAFollowerThatStoppedReading(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process-level test")
+	}
+	dbURL := storetest.NewDatabase(t)
+	bin := filepath.Join(t.TempDir(), "fstore-api")
+	require.NoError(t, exec.Command("go", "build", "-o", bin, ".").Run())
+	addr := "127.0.0.1:" + freePort(t)
+	api := exec.Command(bin)
+	api.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "FSTORE_ADDR="+addr, "FSTORE_LOG_LEVEL=error",
+		"FSTORE_SHUTDOWN_TIMEOUT=10s")
+	api.Stderr = os.Stderr
+	require.NoError(t, api.Start())
+	t.Cleanup(func() { _ = api.Process.Kill(); _ = api.Wait() })
+	waitReady(t, http.DefaultClient, "http://"+addr)
+
+	// About 20 MB of events: far more than the sockets' buffers hold.
+	conn, err := pgx.Connect(t.Context(), dbURL)
+	require.NoError(t, err)
+	_, err = conn.Exec(t.Context(), `SELECT register_decider_event('stuck', 'filled', '')`)
+	require.NoError(t, err)
+	_, err = conn.Exec(t.Context(), `INSERT INTO events (event, event_id, decider, decider_id, data, command_id, previous_id)
+		SELECT 'filled', gen_random_uuid(), 'stuck', 's-' || i, jsonb_build_object('pad', repeat('x', 1000)),
+		       gen_random_uuid(), NULL FROM generate_series(1, 20000) i`)
+	require.NoError(t, err)
+	require.NoError(t, conn.Close(t.Context()))
+
+	// A raw client: it sends its request, reads the status line, and then
+	// nothing more.
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte("GET /v1/events HTTP/1.1\r\nHost: " + addr + "\r\nAccept: text/event-stream\r\n\r\n"))
+	require.NoError(t, err)
+	status, err := bufio.NewReader(c).ReadString('\n')
+	require.NoError(t, err)
+	require.Contains(t, status, "200")
+	time.Sleep(2 * time.Second) // its writes fill the sockets' buffers and block
+
+	require.NoError(t, api.Process.Signal(syscall.SIGTERM))
+	exited := make(chan error, 1)
+	go func() { exited <- api.Wait() }()
+	select {
+	case err := <-exited:
+		require.NoError(t, err, "a clean exit: the stuck write did not outlast the shutdown timeout")
+	case <-time.After(40 * time.Second):
+		t.Fatal("the API did not stop")
 	}
 }

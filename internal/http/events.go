@@ -281,6 +281,7 @@ func (s *Server) appendBatch(w http.ResponseWriter, r *http.Request) {
 //	@Failure		400				{object}	Problem
 //	@Failure		401				{object}	Problem	"Missing or invalid API key (when the server has FSTORE_API_KEYS)"
 //	@Failure		503				{object}	Problem	"Database unavailable, or too-many-subscribers (live follows: FSTORE_MAX_SUBSCRIBERS reached; see Retry-After)"
+//	@Header			503				{string}	Retry-After	"Seconds to wait before following again (too-many-subscribers)"
 //	@Security		bearer
 //	@Router			/v1/events [get]
 func (s *Server) readEvents(w http.ResponseWriter, r *http.Request) {

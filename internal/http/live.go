@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fstore/fstore/internal/store"
@@ -33,6 +34,10 @@ const (
 	DefaultLiveWriteTimeout = 30 * time.Second
 	// subscriberRetryAfter is the Retry-After of a refused subscriber, in s.
 	subscriberRetryAfter = "5"
+	// stopWriteGrace bounds a live write once the server stops: a client
+	// that stopped reading must not hold up the shutdown for a whole
+	// write timeout.
+	stopWriteGrace = time.Second
 )
 
 // liveFormat is how a live response writes its frames.
@@ -48,7 +53,9 @@ var (
 
 // liveFormatOf returns the streaming format the request asks for, or nil
 // for a plain JSON answer. A stream is chosen when its media type is named
-// (wildcards do not count) and application/json is not preferred to it.
+// (wildcards do not count) and preferred to application/json: a client
+// that lists every media type of the operation at one quality (a generated
+// SDK) gets the JSON page, which ends, not a stream that never does.
 func liveFormatOf(r *http.Request) *liveFormat {
 	best, bestQ, jsonQ := (*liveFormat)(nil), 0.0, 0.0
 	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
@@ -75,7 +82,7 @@ func liveFormatOf(r *http.Request) *liveFormat {
 			jsonQ = max(jsonQ, q)
 		}
 	}
-	if best == nil || bestQ <= 0 || jsonQ > bestQ {
+	if best == nil || bestQ <= 0 || jsonQ >= bestQ {
 		return nil
 	}
 	return best
@@ -162,16 +169,26 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, format *liveForm
 
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	defer context.AfterFunc(s.stopCtx, cancel)() //nolint:contextcheck // StopWaiting ends the request's follow
+	var lw *liveWriter
+	var lwMu sync.Mutex // lw, for the stop below
+	//nolint:contextcheck // StopWaiting ends the request's follow
+	defer context.AfterFunc(s.stopCtx, func() {
+		cancel()
+		lwMu.Lock()
+		defer lwMu.Unlock()
+		if lw != nil {
+			lw.stopping() // a write blocked now ends within the grace
+		}
+	})()
 	fl, err := s.store.Follow(ctx, f, after)
 	if err != nil {
 		writeProblem(w, r, err)
 		return
 	}
 	defer fl.Close()
-	// The first page (or the news that there is none) before the status: a
-	// read PostgreSQL refuses (a match out of its range) is still a 400, a
-	// database down a 503.
+	// The first page (or the news that there is none) before the status,
+	// when it comes within a second: a database down is then still a 503.
+	// (A match PostgreSQL refuses was refused by Follow: a 400 always.)
 	evs, err := fl.Next(ctx, min(s.opts.Heartbeat, time.Second))
 	if err != nil {
 		if s.stopCtx.Err() != nil && r.Context().Err() == nil {
@@ -180,7 +197,9 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, format *liveForm
 		writeProblem(w, r, err)
 		return
 	}
-	lw := s.startLive(w, r, format, after)
+	lwMu.Lock()
+	lw = s.startLive(w, r, format, after)
+	lwMu.Unlock()
 	for {
 		for _, e := range evs {
 			lw.event(e)
@@ -215,7 +234,7 @@ func (s *Server) startLive(w http.ResponseWriter, r *http.Request, format *liveF
 	// net/http lifts the read deadline itself once the body is read; the
 	// write deadline is each flush's.
 	lw := &liveWriter{w: w, rc: http.NewResponseController(w), format: format, after: after,
-		timeout: s.opts.LiveWriteTimeout}
+		timeout: s.opts.LiveWriteTimeout, stop: s.stopCtx}
 	if format.sse {
 		// Reconnect after 1 to 3 s: clients of a restarted server spread out.
 		lw.buf = append(lw.buf, "retry: "...)
@@ -247,14 +266,49 @@ func (s *Server) endFollow(r *http.Request, lw *liveWriter, err error) {
 
 // liveWriter writes frames into a buffer and flushes it in one write.
 type liveWriter struct {
-	w        http.ResponseWriter
-	rc       *http.ResponseController
-	format   *liveFormat
-	buf      []byte
-	after    int64     // the last offset sent: where to follow again from
-	flushed  time.Time // the last write
-	deadline time.Time // the write deadline set
-	timeout  time.Duration
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	format  *liveFormat
+	buf     []byte
+	after   int64     // the last offset sent: where to follow again from
+	flushed time.Time // the last write
+	timeout time.Duration
+	stop    context.Context // done when the server stops
+
+	mu       sync.Mutex // the deadline: the server's stop sets it too
+	deadline time.Time  // the write deadline set
+}
+
+// stopping cuts the write deadline to stopWriteGrace from now, for a write
+// under way too. Safe to call while another goroutine writes.
+func (lw *liveWriter) stopping() {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	if d := time.Now().Add(stopWriteGrace); lw.deadline.IsZero() || lw.deadline.After(d) {
+		lw.deadline = d
+		_ = lw.rc.SetWriteDeadline(d) // a net.Conn's deadline may be set while it writes
+	}
+}
+
+// moveDeadline gives the next write the write timeout; the deadline is
+// moved only when half of it has passed, not for every one of a thousand
+// followers' frames. Once the server stops, it is only ever shortened.
+func (lw *liveWriter) moveDeadline() error {
+	if lw.stop.Err() != nil {
+		lw.stopping()
+		return nil
+	}
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	now := time.Now()
+	if lw.deadline.Sub(now) >= lw.timeout/2 {
+		return nil
+	}
+	lw.deadline = now.Add(lw.timeout)
+	if err := lw.rc.SetWriteDeadline(lw.deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return nil
 }
 
 func (lw *liveWriter) event(e store.LiveEvent) {
@@ -294,14 +348,10 @@ func (lw *liveWriter) final(slug, title, detail string) {
 }
 
 // flush writes the buffered frames. A write may take from half of the
-// write timeout to all of it: the deadline is moved only when half of it
-// has passed, not for every one of a thousand followers' frames.
+// write timeout to all of it (see moveDeadline).
 func (lw *liveWriter) flush() error {
-	if now := time.Now(); lw.deadline.Sub(now) < lw.timeout/2 {
-		lw.deadline = now.Add(lw.timeout)
-		if err := lw.rc.SetWriteDeadline(lw.deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
-			return err
-		}
+	if err := lw.moveDeadline(); err != nil {
+		return err
 	}
 	if len(lw.buf) > 0 {
 		_, err := lw.w.Write(lw.buf)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -37,15 +38,16 @@ func requestLogging(logger zerolog.Logger) []func(http.Handler) http.Handler {
 	}
 }
 
+// accessTokenValue finds the value of access_token in a raw query string,
+// in any case and escaped or not, after & or ; (which Go's parser drops
+// with its pair, key and all, but the raw string keeps).
+var accessTokenValue = regexp.MustCompile(`(?i)((?:^|[&;])access(?:_|%5f)token=)[^&;]*`)
+
 // redactedQuery is the query string with the value of access_token (an
-// API key: live follows take it there) replaced.
+// API key: live follows take it there) replaced. It works on the raw
+// string: a pair the parser would drop (a bad escape) is redacted too.
 func redactedQuery(u *url.URL) string {
-	q := u.Query()
-	if !q.Has("access_token") {
-		return u.RawQuery
-	}
-	q.Set("access_token", "REDACTED")
-	return q.Encode()
+	return accessTokenValue.ReplaceAllString(u.RawQuery, "${1}REDACTED")
 }
 
 // recoverer turns a panic into a logged 500 problem instead of a dropped

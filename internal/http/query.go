@@ -134,7 +134,7 @@ func checkMatch(m json.RawMessage) string {
 //
 //	@Summary		Query events by type, tags and payload
 //	@Description	The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
-//	@Description	Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position).
+//	@Description	Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position). Unlike GET /v1/events, it takes no ?access_token=: that is for EventSource, which cannot send headers, and cannot POST either; send Authorization: Bearer.
 //	@Tags			events
 //	@ID				queryEvents
 //	@Accept			json
@@ -147,6 +147,7 @@ func checkMatch(m json.RawMessage) string {
 //	@Failure		415				{object}	Problem	"Body is not application/json"
 //	@Failure		401				{object}	Problem	"Missing or invalid API key (when the server has FSTORE_API_KEYS)"
 //	@Failure		503				{object}	Problem	"Database unavailable, or too-many-subscribers (live follows; see Retry-After)"
+//	@Header			503				{string}	Retry-After	"Seconds to wait before following again (too-many-subscribers)"
 //	@Security		bearer
 //	@Router			/v1/events/query [post]
 func (s *Server) queryEvents(w http.ResponseWriter, r *http.Request) {

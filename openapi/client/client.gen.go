@@ -761,12 +761,13 @@ type ServerStatus struct {
 	Access ServerStatusAccess `json:"access"`
 
 	// Dispatchers Every dispatcher process seen within the last day (a process that
-	// stopped cleanly is removed), healthy ones first.
+	// stopped cleanly is removed), healthy ones first; at most 100.
 	Dispatchers []DispatcherStatus `json:"dispatchers"`
 	Log         LogStatus          `json:"log"`
 
-	// Time The server's clock when it answered: the rate is the difference of
-	// two samples' last_offset over the difference of their times.
+	// Time The database's clock when it read the log's last offset: the rate is
+	// the difference of two samples' last_offset over the difference of
+	// their times, whichever API process answered each.
 	Time time.Time `json:"time"`
 }
 
@@ -1247,7 +1248,7 @@ type ClientInterface interface {
 	// QueryEventsWithBody Query events by type, tags and payload
 	//
 	// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
-	// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position).
+	// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position). Unlike GET /v1/events, it takes no ?access_token=: that is for EventSource, which cannot send headers, and cannot POST either; send Authorization: Bearer.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1257,7 +1258,7 @@ type ClientInterface interface {
 	// QueryEvents Query events by type, tags and payload
 	//
 	// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
-	// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position).
+	// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position). Unlike GET /v1/events, it takes no ?access_token=: that is for EventSource, which cannot send headers, and cannot POST either; send Authorization: Bearer.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1664,7 +1665,7 @@ func (c *Client) GetLastEvent(ctx context.Context, params *GetLastEventParams, r
 // QueryEventsWithBody Query events by type, tags and payload
 //
 // The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
-// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position).
+// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position). Unlike GET /v1/events, it takes no ?access_token=: that is for EventSource, which cannot send headers, and cannot POST either; send Authorization: Bearer.
 //
 // Takes any type of body and a specified content type.
 //
@@ -1684,7 +1685,7 @@ func (c *Client) QueryEventsWithBody(ctx context.Context, params *QueryEventsPar
 // QueryEvents Query events by type, tags and payload
 //
 // The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
-// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position).
+// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position). Unlike GET /v1/events, it takes no ?access_token=: that is for EventSource, which cannot send headers, and cannot POST either; send Authorization: Bearer.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -3527,7 +3528,7 @@ type ClientWithResponsesInterface interface {
 	// QueryEventsWithBodyWithResponse Query events by type, tags and payload
 	//
 	// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
-	// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position).
+	// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position). Unlike GET /v1/events, it takes no ?access_token=: that is for EventSource, which cannot send headers, and cannot POST either; send Authorization: Bearer.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3537,7 +3538,7 @@ type ClientWithResponsesInterface interface {
 	// QueryEventsWithResponse Query events by type, tags and payload
 	//
 	// The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
-	// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position).
+	// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position). Unlike GET /v1/events, it takes no ?access_token=: that is for EventSource, which cannot send headers, and cannot POST either; send Authorization: Bearer.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4081,6 +4082,11 @@ func (r RegisterEventTypeResponse) ContentType() string {
 	return ""
 }
 
+// ReadEventsResponse503Headers the declared response headers of an HTTP 503 response for ReadEvents
+type ReadEventsResponse503Headers struct {
+	RetryAfter *string
+}
+
 type ReadEventsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4092,6 +4098,8 @@ type ReadEventsResponse struct {
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ReadEventsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4420,6 +4428,11 @@ func (r GetLastEventResponse) ContentType() string {
 	return ""
 }
 
+// QueryEventsResponse503Headers the declared response headers of an HTTP 503 response for QueryEvents
+type QueryEventsResponse503Headers struct {
+	RetryAfter *string
+}
+
 type QueryEventsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4435,6 +4448,8 @@ type QueryEventsResponse struct {
 	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *QueryEventsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5908,7 +5923,7 @@ func (c *ClientWithResponses) GetLastEventWithResponse(ctx context.Context, para
 // QueryEventsWithBodyWithResponse Query events by type, tags and payload
 //
 // The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
-// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position).
+// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position). Unlike GET /v1/events, it takes no ?access_token=: that is for EventSource, which cannot send headers, and cannot POST either; send Authorization: Bearer.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -5924,7 +5939,7 @@ func (c *ClientWithResponses) QueryEventsWithBodyWithResponse(ctx context.Contex
 // QueryEventsWithResponse Query events by type, tags and payload
 //
 // The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
-// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position).
+// Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position). Unlike GET /v1/events, it takes no ?access_token=: that is for EventSource, which cannot send headers, and cannot POST either; send Authorization: Bearer.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6559,6 +6574,19 @@ func ParseReadEventsResponse(rsp *http.Response) (*ReadEventsResponse, error) {
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers ReadEventsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -6853,6 +6881,19 @@ func ParseQueryEventsResponse(rsp *http.Response) (*QueryEventsResponse, error) 
 	case rsp.StatusCode == 200:
 		// Content-type (text/event-stream) unsupported
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers QueryEventsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil

@@ -201,7 +201,7 @@ export interface paths {
         /**
          * Query events by type, tags and payload
          * @description The events matching a query, across streams, in offset order: items are OR-ed; within an item, types are OR-ed, tags AND-ed and matches (JSON containment on data) AND-ed. This is the query model of the DCB specification (dcb.events), with matches besides. The answer's position is the highest offset the read covers; pass it as a batch's condition.after to append only if no matching event was stored since (dynamic consistency boundaries). Reads never skip an event whose transaction commits late.
-         *     Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position).
+         *     Follow a query live: "follow": true with Accept: text/event-stream or application/x-ndjson sends the matching events after the cursor, then new ones as they commit, as GET /v1/events does (no limit, no position). Unlike GET /v1/events, it takes no ?access_token=: that is for EventSource, which cannot send headers, and cannot POST either; send Authorization: Bearer.
          */
         post: operations["queryEvents"];
         delete?: never;
@@ -1168,13 +1168,14 @@ export interface components {
              */
             access: "read-write" | "read-only";
             /** @description Every dispatcher process seen within the last day (a process that
-             *     stopped cleanly is removed), healthy ones first. */
+             *     stopped cleanly is removed), healthy ones first; at most 100. */
             dispatchers: components["schemas"]["DispatcherStatus"][];
             log: components["schemas"]["LogStatus"];
             /**
              * Format: date-time
-             * @description The server's clock when it answered: the rate is the difference of
-             *     two samples' last_offset over the difference of their times.
+             * @description The database's clock when it read the log's last offset: the rate is
+             *     the difference of two samples' last_offset over the difference of
+             *     their times, whichever API process answered each.
              */
             time: string;
         };
@@ -1639,6 +1640,8 @@ export interface operations {
             /** @description Database unavailable, or too-many-subscribers (live follows: FSTORE_MAX_SUBSCRIBERS reached; see Retry-After) */
             503: {
                 headers: {
+                    /** @description Seconds to wait before following again (too-many-subscribers) */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2046,6 +2049,8 @@ export interface operations {
             /** @description Database unavailable, or too-many-subscribers (live follows; see Retry-After) */
             503: {
                 headers: {
+                    /** @description Seconds to wait before following again (too-many-subscribers) */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
