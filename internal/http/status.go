@@ -20,12 +20,13 @@ type statusBody struct {
 	// and consumes; appends, registrations, skip, replay and retry answer 403).
 	// read-write when the server has no FSTORE_API_KEYS.
 	Access string `json:"access" enums:"read-write,read-only" example:"read-write" binding:"required"`
-	// The server's clock when it answered: the rate is the difference of
-	// two samples' last_offset over the difference of their times.
+	// The database's clock when it read the log's last offset: the rate is
+	// the difference of two samples' last_offset over the difference of
+	// their times, whichever API process answered each.
 	Time time.Time       `json:"time" format:"date-time" binding:"required"`
 	Log  store.LogStatus `json:"log" binding:"required"`
 	// Every dispatcher process seen within the last day (a process that
-	// stopped cleanly is removed), healthy ones first.
+	// stopped cleanly is removed), healthy ones first; at most 100.
 	Dispatchers []store.DispatcherStatus `json:"dispatchers" binding:"required"`
 } //@name ServerStatus
 
@@ -58,6 +59,6 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) {
 	if body.Dispatchers == nil {
 		body.Dispatchers = []store.DispatcherStatus{}
 	}
-	body.Time = time.Now().UTC()
+	body.Time = body.Log.At.UTC()
 	writeJSON(w, http.StatusOK, body)
 }

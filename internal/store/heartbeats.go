@@ -69,13 +69,19 @@ type DispatcherStatus struct {
 	Healthy bool `json:"healthy" binding:"required"`
 } //@name DispatcherStatus
 
+// MaxListedDispatchers bounds ListDispatchers: a dispatcher restarting in a
+// loop leaves a row per start for a day, and the console samples the list
+// every few seconds.
+const MaxListedDispatchers = 100
+
 // ListDispatchers returns the dispatcher processes seen within the last
-// day, healthy ones first, then by host and start time.
+// day, healthy ones first, then by host and start time; at most
+// MaxListedDispatchers of them.
 func (s *Store) ListDispatchers(ctx context.Context) ([]DispatcherStatus, error) {
 	rows, err := s.pool.Query(ctx, `SELECT dispatcher_id, host, pid, metrics_addr, version, started_at,
 		last_seen_at, interval_ms, last_seen_at > now() - $1 * interval_ms * interval '1 millisecond' AS healthy
 		FROM dispatchers WHERE last_seen_at >= now() - interval '`+heartbeatRetention+`'
-		ORDER BY healthy DESC, host, started_at, dispatcher_id`, HeartbeatMisses)
+		ORDER BY healthy DESC, host, started_at, dispatcher_id LIMIT $2`, HeartbeatMisses, MaxListedDispatchers)
 	if err != nil {
 		return nil, interpretError(err)
 	}

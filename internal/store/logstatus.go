@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"time"
 )
 
 // LogStatus is the log's size, read cheaply enough to sample every few
@@ -15,6 +16,9 @@ type LogStatus struct {
 	// (pg_stat_user_tables.n_live_tup, else pg_class.reltuples): current
 	// within a second or so of the last commit, never counted.
 	EventsEstimate int64 `json:"events_estimate" format:"int64" example:"1999874" binding:"required"`
+	// The database's clock when it read LastOffset: samples taken through
+	// different API processes share one clock, so their rate holds.
+	At time.Time `json:"-"`
 } //@name LogStatus
 
 // LogStatus returns the newest committed offset and an estimate of the
@@ -27,7 +31,8 @@ func (s *Store) LogStatus(ctx context.Context) (LogStatus, error) {
 		COALESCE((SELECT CASE WHEN st.n_live_tup > 0 OR c.reltuples < 0 THEN st.n_live_tup
 		                      ELSE c.reltuples::bigint END
 		          FROM pg_class c LEFT JOIN pg_stat_user_tables st ON st.relid = c.oid
-		          WHERE c.oid = 'events'::regclass), 0)`).Scan(&st.LastOffset, &st.EventsEstimate)
+		          WHERE c.oid = 'events'::regclass), 0),
+		clock_timestamp()`).Scan(&st.LastOffset, &st.EventsEstimate, &st.At)
 	if err != nil {
 		return LogStatus{}, interpretError(err)
 	}

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -13,8 +14,11 @@ import (
 func TestLogStatus(t *testing.T) {
 	t.Parallel()
 	s := storetest.NewStore(t)
+	before := time.Now()
 	st, err := s.LogStatus(ctx)
 	require.NoError(t, err)
+	assert.WithinDuration(t, before, st.At, time.Minute, "the database's clock")
+	st.At = time.Time{}
 	assert.Equal(t, store.LogStatus{}, st, "an empty log")
 
 	register(t, s, "order", "created")

@@ -39,8 +39,23 @@ export function link(route: string, ...children: Child[]): HTMLAnchorElement {
   return h("a", { href: "#" + route }, ...children);
 }
 
-/** Replaces the content of el. */
+/**
+ * Replaces the content of el. Pages redraw every few seconds: when focus was
+ * inside el, it moves to the new element with the same link target (or at
+ * the same place among el's focusable elements), so a keyboard user is not
+ * thrown back to the top of the page by a refresh.
+ */
 export function fill(el: Element, ...children: Child[]): void {
+  const focused = document.activeElement;
+  const had = focused instanceof HTMLElement && focused !== el && el.contains(focused)
+    ? { href: focused.getAttribute("href"), index: focusables(el).indexOf(focused) } : null;
   el.replaceChildren();
   append(el, children);
+  if (!had) return;
+  const same = had.href !== null ? el.querySelector<HTMLElement>(`[href="${CSS.escape(had.href)}"]`) : null;
+  (same ?? focusables(el)[had.index])?.focus({ preventScroll: true });
+}
+
+function focusables(el: Element): HTMLElement[] {
+  return Array.from(el.querySelectorAll<HTMLElement>("a[href], button, input, select, textarea, summary, [tabindex]"));
 }

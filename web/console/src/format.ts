@@ -18,8 +18,18 @@ export function when(iso: string | null | undefined): string {
     (zone ? ` ${zone}` : "");
 }
 
-/** "12 s ago", "3 min ago", "in 40 s". */
-export function ago(iso: string | null | undefined, now = Date.now()): string {
+// The database's clock less the browser's, from GET /v1/status: the times
+// shown as "ago" are the database's, and a browser's clock may be off.
+let skew = 0;
+
+/** Takes the server's time of an answer, to tell "ago" by its clock. */
+export function serverTime(iso: string): void {
+  const t = new Date(iso).getTime();
+  if (!Number.isNaN(t)) skew = t - Date.now();
+}
+
+/** "12 s ago", "3 min ago", "in 40 s", by the server's clock. */
+export function ago(iso: string | null | undefined, now = Date.now() + skew): string {
   if (!iso) return "—";
   const s = Math.round((now - new Date(iso).getTime()) / 1000);
   const abs = Math.abs(s);
@@ -39,7 +49,10 @@ export function safeURL(raw: string | null | undefined): string {
   try { u = new URL(raw); } catch { return "(an unparsable URL)"; }
   const cred = u.username || u.password ? "…@" : "";
   const query = [...u.searchParams.keys()].map((k) => `${k}=…`).join("&");
-  return `${u.protocol}//${cred}${u.host}${u.pathname}${query ? "?" + query : ""}`;
+  // Long path segments are tokens too (Slack-style hook URLs): their start
+  // is kept, to tell URLs apart.
+  const path = u.pathname.split("/").map((seg) => seg.length > 16 ? seg.slice(0, 4) + "…" : seg).join("/");
+  return `${u.protocol}//${cred}${u.host}${path}${query ? "?" + query : ""}`;
 }
 
 export function json(v: unknown): string {

@@ -1,6 +1,6 @@
 // The log: the newest events, filtered by decider, decider_id, type and
 // tag, and a live tail over the SSE route.
-import { apiKey, get, Query, withQuery } from "./api";
+import { apiKey, get, Problem, problemMessage, Query, unauthorizedEvent, withQuery } from "./api";
 import { errorText, failed, heading, Page } from "./app";
 import { fill, h } from "./dom";
 import { eventItem, eventList } from "./events";
@@ -86,14 +86,18 @@ export async function logPage(page: Page): Promise<void> {
 }
 
 function filterForm(f: Filters): HTMLFormElement {
-  const field = (name: string, label: string, value: string, hint: string) => h("div", { class: "field" },
-    h("label", { for: `f-${name}` }, label),
-    h("input", { id: `f-${name}`, name, value, autocomplete: "off", spellcheck: "false", placeholder: hint }));
+  const field = (name: string, id: string, label: string, value: string, hint: string) => h("div", { class: "field" },
+    h("label", { for: id }, label),
+    h("input", { id, name, value, autocomplete: "off", spellcheck: "false", placeholder: hint }));
+  // One field per tag, and one more left empty: a tag may hold spaces or
+  // commas, so no separator could split one field into tags.
+  const tags = [...f.tag, ""].map((t, i) =>
+    field("tag", `f-tag-${i}`, f.tag.length ? `Tag ${i + 1}` : "Tag", t, i === 0 ? "region:eu" : "and another tag"));
   const form = h("form", { class: "filters", role: "search", "aria-label": "Filter the log" },
-    field("decider", "Decider", f.decider, "order"),
-    field("decider_id", "Decider id", f.decider_id, "order-1042"),
-    field("type", "Type", f.type, "order_placed"),
-    field("tag", "Tag", f.tag.join(" "), "region:eu (several: spaces)"),
+    field("decider", "f-decider", "Decider", f.decider, "order"),
+    field("decider_id", "f-decider_id", "Decider id", f.decider_id, "order-1042"),
+    field("type", "f-type", "Type", f.type, "order_placed"),
+    tags,
     h("div", { class: "field actions" },
       h("button", { type: "submit" }, "Filter"),
       h("a", { href: "#/log", class: "button secondary" }, "Clear")));
@@ -101,14 +105,31 @@ function filterForm(f: Filters): HTMLFormElement {
     ev.preventDefault();
     const data = new FormData(form);
     const q = new URLSearchParams();
+    // Values are sent as typed: a decider_id may begin or end with a space.
     for (const k of ["decider", "decider_id", "type"]) {
-      const v = String(data.get(k) ?? "").trim();
+      const v = String(data.get(k) ?? "");
       if (v) q.set(k, v);
     }
-    for (const t of String(data.get("tag") ?? "").split(/\s+/).filter(Boolean)) q.append("tag", t);
+    for (const t of data.getAll("tag").map(String).filter(Boolean)) q.append("tag", t);
     location.hash = "#/log" + (q.toString() ? "?" + q.toString() : "");
   });
   return form;
+}
+
+/** Why the API refused a live tail: EventSource does not say, so ask once. */
+async function whyRefused(url: string): Promise<string> {
+  const stop = new AbortController();
+  try {
+    const res = await fetch(url, { headers: { accept: "text/event-stream" }, signal: stop.signal });
+    if (res.ok) return "it could not stay connected";
+    if (res.status === 401) window.dispatchEvent(new CustomEvent(unauthorizedEvent));
+    const p = await res.json().catch(() => null) as Problem | null;
+    return p ? problemMessage(p, res.status) : `HTTP ${res.status}`;
+  } catch {
+    return "the API does not answer";
+  } finally {
+    stop.abort();
+  }
 }
 
 /**
@@ -122,17 +143,24 @@ function follow(page: Page, f: Filters, after: number, list: HTMLOListElement, b
   let count = 0;
   const src = new EventSource(url);
   const show = (text: string) => fill(box, h("span", { class: "live-dot", "aria-hidden": "true" }), text);
+  const live = () => show(`Live: new events appear at the top as they are appended (${num(count)} so far).`);
+  // The box is a live region: a screen reader hears the count at most every
+  // few seconds, not once per event.
+  let counted = 0;
+  const countLater = () => {
+    if (counted) return;
+    counted = window.setTimeout(() => { counted = 0; if (src.readyState === EventSource.OPEN) live(); }, 3000);
+  };
   show("Connecting the live tail…");
   let opened = false;
-  src.onopen = () => {
-    opened = true;
-    show(`Live: new events appear at the top as they are appended (${num(count)} so far).`);
+  src.onopen = () => { opened = true; live(); };
+  // A stream that never opened was refused (a key it would not take, the
+  // subscriber limit): ask the API why.
+  src.onerror = () => {
+    if (src.readyState !== EventSource.CLOSED) show("The live tail is reconnecting…");
+    else if (opened) show("The live tail stopped: reload the page to follow again.");
+    else void whyRefused(url).then((why) => { if (!page.left()) show(`The API refused the live tail: ${why}`); });
   };
-  // EventSource does not say why it closed; one that never opened was
-  // refused (an API without live follow, or a key it would not take).
-  src.onerror = () => show(src.readyState !== EventSource.CLOSED ? "The live tail is reconnecting…"
-    : opened ? "The live tail stopped: reload the page to follow again."
-      : "The API refused the live tail (it needs live follow: Server-Sent Events on GET /v1/events).");
   src.onmessage = (msg) => {
     let e: Event;
     try { e = JSON.parse(msg.data) as Event; } catch (err) { show(`An unreadable frame: ${errorText(err)}`); return; }
@@ -140,9 +168,9 @@ function follow(page: Page, f: Filters, after: number, list: HTMLOListElement, b
     count++;
     list.prepend(eventItem(e));
     while (list.children.length > maxTail) list.lastElementChild?.remove();
-    show(`Live: new events appear at the top as they are appended (${num(count)} so far).`);
+    countLater();
   };
-  page.onLeave(() => src.close());
+  page.onLeave(() => { src.close(); window.clearTimeout(counted); });
 }
 
 export { eventList };

@@ -5,6 +5,7 @@ import { ApiError, apiKey, get, setAPIKey, unauthorizedEvent } from "./api";
 import { errorText, heading, Page } from "./app";
 import { decidersPage } from "./deciders";
 import { fill, h } from "./dom";
+import { serverTime } from "./format";
 import { logPage } from "./log";
 import { overview } from "./overview";
 import { partitionPage } from "./partition";
@@ -103,12 +104,14 @@ function askKey(problem: string | null): void {
 }
 
 async function start(): Promise<void> {
+  // Read before the call: a 401 also reaches the unauthorized handler,
+  // which forgets the key before this catch runs.
+  const hadKey = apiKey() !== null;
   let status: Status;
   try {
     status = await get<Status>("/v1/status");
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) {
-      const hadKey = apiKey() !== null;
       setAPIKey(null);
       drawKey(null);
       askKey(hadKey ? "The API refused that key: " + err.message : null);
@@ -118,6 +121,7 @@ async function start(): Promise<void> {
     main.replaceChildren(h("p", { class: "error", role: "alert" }, errorText(err)));
     return;
   }
+  serverTime(status.time);
   canWrite = status.access === "read-write";
   document.body.dataset.access = status.access;
   drawKey(status);

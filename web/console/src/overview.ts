@@ -5,7 +5,7 @@
 import { get } from "./api";
 import { failed, facts, heading, Page, table } from "./app";
 import { fill, h, link } from "./dom";
-import { ago, num, safeURL } from "./format";
+import { ago, num, safeURL, serverTime } from "./format";
 import { sparkline } from "./sparkline";
 import { Status, View } from "./types";
 
@@ -48,6 +48,7 @@ export async function overview(page: Page): Promise<void> {
       return;
     }
     if (page.left()) return;
+    serverTime(st.time);
     record(st, vs);
     drawLog(logBody, st);
     drawDispatchers(dispBody, st, vs);

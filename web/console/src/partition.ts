@@ -27,10 +27,14 @@ export async function partitionPage(page: Page): Promise<void> {
         get<{ attempts: Attempt[] }>(`${base}/attempts`, { limit: 50 })]);
       if (page.left()) return;
       drawAbout(about, p);
+      // The next event opens on the first draw; later ones keep what the
+      // user chose.
+      const shown = next.querySelector("details");
+      const open = shown === null || shown.open;
       fill(next, h("h2", { id: "next-h" }, "Next event"), p.next_event
         ? h("ol", { class: "events", "aria-label": "The event the partition waits on" }, eventItem(p.next_event))
         : h("p", { class: "good" }, "None: the partition is caught up."));
-      (next.querySelector("details") as HTMLDetailsElement | null)?.setAttribute("open", "");
+      if (open) next.querySelector("details")?.setAttribute("open", "");
       drawAttempts(attempts, a.attempts);
       if (page.canWrite) drawActions(actions, view, base, p, draw);
     } catch (err) {
