@@ -201,7 +201,7 @@ func (s *Store) checkMatches(ctx context.Context, q *Query) error {
 	}
 	b, err := json.Marshal(all)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	_, err = s.pool.Exec(ctx, `SELECT $1::text::jsonb`, string(b))
 	return interpretError(err)
