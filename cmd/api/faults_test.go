@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -229,15 +228,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	}
 	time.Sleep(time.Second) // under load
 	stopping.Store(true)
-	require.NoError(t, api.Process.Signal(syscall.SIGTERM))
-	exited := make(chan error, 1)
-	go func() { exited <- api.Wait() }()
-	select {
-	case err := <-exited:
-		require.NoError(t, err, "a clean exit")
-	case <-time.After(20 * time.Second):
-		t.Fatal("the API did not stop within its shutdown timeout")
-	}
+	requireCleanStop(t, api, 20*time.Second, "within its shutdown timeout")
 	wg.Wait()
 
 	// Read back through a fresh instance.

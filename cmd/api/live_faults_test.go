@@ -28,17 +28,8 @@ func TestSIGTERMEndsFollows(t *testing.T) {
 		t.Skip("process-level test")
 	}
 	dbURL := storetest.NewDatabase(t)
-	bin := filepath.Join(t.TempDir(), "fstore-api")
-	require.NoError(t, exec.Command("go", "build", "-o", bin, ".").Run())
-	addr := "127.0.0.1:" + freePort(t)
-	api := exec.Command(bin)
-	api.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "FSTORE_ADDR="+addr, "FSTORE_LOG_LEVEL=error",
-		"FSTORE_SHUTDOWN_TIMEOUT=60s")
-	api.Stderr = os.Stderr
-	require.NoError(t, api.Start())
-	t.Cleanup(func() { _ = api.Process.Kill(); _ = api.Wait() })
+	api, addr := startAPIProcess(t, dbURL, "FSTORE_SHUTDOWN_TIMEOUT=60s")
 	base := "http://" + addr
-	waitReady(t, http.DefaultClient, base)
 
 	const followers = 20
 	finals := make([]string, followers)
@@ -64,15 +55,7 @@ func TestSIGTERMEndsFollows(t *testing.T) {
 		})
 	}
 	connected.Wait() // each answered 200: its follow is under way
-	require.NoError(t, api.Process.Signal(syscall.SIGTERM))
-	exited := make(chan error, 1)
-	go func() { exited <- api.Wait() }()
-	select {
-	case err := <-exited:
-		require.NoError(t, err, "a clean exit: the shutdown did not wait out its timeout for the follows")
-	case <-time.After(50 * time.Second):
-		t.Fatal("the API did not stop: its follows kept it waiting")
-	}
+	requireCleanStop(t, api, 50*time.Second, "the shutdown did not wait out its timeout for the follows")
 	done.Wait()
 	for k, line := range finals {
 		var frame struct {
@@ -92,16 +75,7 @@ func TestSIGTERMWithAFollowerThatStoppedReading(t *testing.T) {
 		t.Skip("process-level test")
 	}
 	dbURL := storetest.NewDatabase(t)
-	bin := filepath.Join(t.TempDir(), "fstore-api")
-	require.NoError(t, exec.Command("go", "build", "-o", bin, ".").Run())
-	addr := "127.0.0.1:" + freePort(t)
-	api := exec.Command(bin)
-	api.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "FSTORE_ADDR="+addr, "FSTORE_LOG_LEVEL=error",
-		"FSTORE_SHUTDOWN_TIMEOUT=10s")
-	api.Stderr = os.Stderr
-	require.NoError(t, api.Start())
-	t.Cleanup(func() { _ = api.Process.Kill(); _ = api.Wait() })
-	waitReady(t, http.DefaultClient, "http://"+addr)
+	api, addr := startAPIProcess(t, dbURL, "FSTORE_SHUTDOWN_TIMEOUT=10s")
 
 	// About 20 MB of events: far more than the sockets' buffers hold.
 	conn, err := pgx.Connect(t.Context(), dbURL)
@@ -126,13 +100,35 @@ func TestSIGTERMWithAFollowerThatStoppedReading(t *testing.T) {
 	require.Contains(t, status, "200")
 	time.Sleep(2 * time.Second) // its writes fill the sockets' buffers and block
 
-	require.NoError(t, api.Process.Signal(syscall.SIGTERM))
+	requireCleanStop(t, api, 40*time.Second, "the stuck write did not outlast the shutdown timeout")
+}
+
+// startAPIProcess builds the API and starts it on dbURL at a free port with
+// env added, killed at the end of the test; it returns once it is ready.
+func startAPIProcess(t *testing.T, dbURL string, env ...string) (*exec.Cmd, string) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "fstore-api")
+	require.NoError(t, exec.Command("go", "build", "-o", bin, ".").Run())
+	addr := "127.0.0.1:" + freePort(t)
+	api := exec.Command(bin)
+	api.Env = append(append(os.Environ(), "DATABASE_URL="+dbURL, "FSTORE_ADDR="+addr, "FSTORE_LOG_LEVEL=error"), env...)
+	api.Stderr = os.Stderr
+	require.NoError(t, api.Start())
+	t.Cleanup(func() { _ = api.Process.Kill(); _ = api.Wait() })
+	waitReady(t, http.DefaultClient, "http://"+addr)
+	return api, addr
+}
+
+// requireCleanStop sends SIGTERM to cmd and requires it to exit 0 within d.
+func requireCleanStop(t *testing.T, cmd *exec.Cmd, d time.Duration, why string) {
+	t.Helper()
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	exited := make(chan error, 1)
-	go func() { exited <- api.Wait() }()
+	go func() { exited <- cmd.Wait() }()
 	select {
 	case err := <-exited:
-		require.NoError(t, err, "a clean exit: the stuck write did not outlast the shutdown timeout")
-	case <-time.After(40 * time.Second):
-		t.Fatal("the API did not stop")
+		require.NoError(t, err, "a clean exit: "+why)
+	case <-time.After(d):
+		t.Fatalf("the process did not stop within %s", d)
 	}
 }
