@@ -16,6 +16,7 @@ export FSTORE_METRICS_ADDR=${FSTORE_METRICS_ADDR:-127.0.0.1:9090}
 export FSTORE_LOG_FORMAT=${FSTORE_LOG_FORMAT:-console}
 echo "fstore: API  http://$addr/v1"
 echo "fstore: docs http://$addr/docs/   (OpenAPI: http://$addr/openapi.json)"
+echo "fstore: console http://$addr/console/   (the operator console)"
 echo "fstore: dispatcher metrics http://$FSTORE_METRICS_ADDR/metrics"
 
 bin/fstore-dispatcher &
