@@ -28,8 +28,9 @@ import (
 func main() {
 	if len(os.Args) > 1 && (os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help") {
 		fmt.Println("fstore-api: fstore's REST/JSON API. Configured by the environment: DATABASE_URL (required), " +
-			"FSTORE_ADDR, FSTORE_API_KEYS, FSTORE_INSECURE, FSTORE_MAX_BODY_BYTES, FSTORE_MAX_SUBSCRIBERS, FSTORE_SHUTDOWN_TIMEOUT, " +
-			"FSTORE_CONNECT_TIMEOUT, FSTORE_LOG_LEVEL, FSTORE_LOG_FORMAT. See README.md.")
+			"FSTORE_READ_DATABASE_URL, FSTORE_ADDR, FSTORE_API_KEYS, FSTORE_INSECURE, FSTORE_MAX_BODY_BYTES, FSTORE_MAX_SUBSCRIBERS, " +
+			"FSTORE_SHUTDOWN_TIMEOUT, FSTORE_CONNECT_TIMEOUT, FSTORE_LOG_LEVEL, FSTORE_LOG_FORMAT, FSTORE_PPROF_ADDR, " +
+			"FSTORE_ALLOW_PRIVATE_URLS, GOGC, GOMEMLIMIT and the standard OTEL_* variables. See README.md.")
 		return
 	}
 	if err := run(); err != nil {
