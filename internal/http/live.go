@@ -169,16 +169,12 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, format *liveForm
 
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	var lw *liveWriter
-	var lwMu sync.Mutex // lw, for the stop below
+	lw := &liveWriter{w: w, rc: http.NewResponseController(w), format: format, after: after,
+		timeout: s.opts.LiveWriteTimeout, stop: s.stopCtx}
 	//nolint:contextcheck // StopWaiting ends the request's follow
 	defer context.AfterFunc(s.stopCtx, func() {
 		cancel()
-		lwMu.Lock()
-		defer lwMu.Unlock()
-		if lw != nil {
-			lw.stopping() // a write blocked now ends within the grace
-		}
+		lw.stopping() // a write blocked now ends within the grace
 	})()
 	fl, err := s.store.Follow(ctx, f, after)
 	if err != nil {
@@ -197,9 +193,7 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, format *liveForm
 		writeProblem(w, r, err)
 		return
 	}
-	lwMu.Lock()
-	lw = s.startLive(w, r, format, after)
-	lwMu.Unlock()
+	lw.start(r)
 	for {
 		for _, e := range evs {
 			lw.event(e)
@@ -217,11 +211,11 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, format *liveForm
 	}
 }
 
-// startLive writes the status and headers of a live response, and buffers
-// the SSE retry hint.
-func (s *Server) startLive(w http.ResponseWriter, r *http.Request, format *liveFormat, after int64) *liveWriter {
-	h := w.Header()
-	h.Set("Content-Type", format.contentType)
+// start writes the status and headers of a live response, and buffers the
+// SSE retry hint.
+func (lw *liveWriter) start(r *http.Request) {
+	h := lw.w.Header()
+	h.Set("Content-Type", lw.format.contentType)
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // nginx: pass frames through at once
 	if r.ProtoMajor == 1 {
@@ -230,18 +224,15 @@ func (s *Server) startLive(w http.ResponseWriter, r *http.Request, format *liveF
 		// the socket, not three (chunk header, data, trailer).
 		h.Set("Transfer-Encoding", "identity")
 	}
-	w.WriteHeader(http.StatusOK)
 	// net/http lifts the read deadline itself once the body is read; the
 	// write deadline is each flush's.
-	lw := &liveWriter{w: w, rc: http.NewResponseController(w), format: format, after: after,
-		timeout: s.opts.LiveWriteTimeout, stop: s.stopCtx}
-	if format.sse {
+	lw.w.WriteHeader(http.StatusOK)
+	if lw.format.sse {
 		// Reconnect after 1 to 3 s: clients of a restarted server spread out.
 		lw.buf = append(lw.buf, "retry: "...)
 		lw.buf = strconv.AppendInt(lw.buf, 1000+rand.Int64N(2000), 10)
 		lw.buf = append(lw.buf, "\n\n"...)
 	}
-	return lw
 }
 
 // endFollow sends the final frame saying why the follow ends, unless the

@@ -91,34 +91,41 @@ func (fl *Follower) sendAll(ctx context.Context, f *Filter, after, below int64) 
 // again once the follower asks: the read slot goes to other followers.
 func (fl *Follower) sendPage(ctx context.Context, f *Filter, after, below int64) (sent, error) {
 	for {
-		select {
-		case fl.s.pageTokens <- struct{}{}:
-		case <-ctx.Done():
-			return sent{}, ctx.Err()
-		}
-		evs, more, err := fl.readPage(ctx, f, after, below)
-		if err != nil || len(evs) == 0 {
-			<-fl.s.pageTokens
-			return sent{cursor: after}, err
-		}
-		wait := time.NewTimer(fl.s.catchUp.handOff)
-		select {
-		case fl.pages <- page{events: evs}:
-			wait.Stop()
-			<-fl.s.pageTokens
-			return sent{cursor: evs[len(evs)-1].Offset, more: more}, nil
-		case <-wait.C:
-			<-fl.s.pageTokens
-		case <-ctx.Done():
-			wait.Stop()
-			<-fl.s.pageTokens
-			return sent{}, ctx.Err()
+		got, done, err := fl.offerPage(ctx, f, after, below)
+		if err != nil || done {
+			return got, err
 		}
 		select { // a slow client: read the page again when it is wanted
 		case <-fl.want:
 		case <-ctx.Done():
 			return sent{}, ctx.Err()
 		}
+	}
+}
+
+// offerPage reads one page in a read slot and offers it to Next for the
+// hand-off wait, then gives the slot back. done is false when the follower
+// did not take the page in time (it is dropped).
+func (fl *Follower) offerPage(ctx context.Context, f *Filter, after, below int64) (got sent, done bool, err error) {
+	select {
+	case fl.s.pageTokens <- struct{}{}:
+	case <-ctx.Done():
+		return sent{}, false, ctx.Err()
+	}
+	defer func() { <-fl.s.pageTokens }()
+	evs, more, err := fl.readPage(ctx, f, after, below)
+	if err != nil || len(evs) == 0 {
+		return sent{cursor: after}, true, err
+	}
+	wait := time.NewTimer(fl.s.catchUp.handOff)
+	defer wait.Stop()
+	select {
+	case fl.pages <- page{events: evs}:
+		return sent{cursor: evs[len(evs)-1].Offset, more: more}, true, nil
+	case <-wait.C:
+		return sent{}, false, nil
+	case <-ctx.Done():
+		return sent{}, false, ctx.Err()
 	}
 }
 
