@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"time"
@@ -199,7 +198,7 @@ func (s *Store) readHorizon(ctx context.Context) (int64, error) {
 // read horizon taken in an earlier statement, or lower.
 func (s *Store) queryRange(ctx context.Context, f *Filter, after, below int64, limit int) (pgx.Rows, error) {
 	if f != nil && f.Query != nil {
-		q, err := json.Marshal(f.Query)
+		q, err := queryJSON(*f.Query) // text in every query mode
 		if err != nil {
 			return nil, err
 		}

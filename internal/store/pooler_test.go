@@ -173,6 +173,9 @@ func pooledRound(s *store.Store, id string) error {
 	if err := taggedRound(s, id); err != nil {
 		return err
 	}
+	if err := followRound(s, q, 1); err != nil { // decided, the one event q matches
+		return err
+	}
 	stream, err := s.ReadEvents(ctx, store.ReadQuery{Decider: "order", DeciderID: id, Limit: 10})
 	if err != nil || len(stream) != 3 || stream[0].Offset != res.Events[0].Offset {
 		return fmt.Errorf("stream read: %d events, %w", len(stream), err)
@@ -249,3 +252,23 @@ func consumeThroughPooler(t *testing.T, s *store.Store, want int) {
 }
 
 func ptrTime(t time.Time) *time.Time { return &t }
+
+// followRound follows q live from the start and takes want events: the
+// catch-up reads of a query follow, in the store's query mode.
+func followRound(s *store.Store, q store.Query, want int) error {
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	fl, err := s.Follow(fctx, store.Filter{Query: &q}, 0)
+	if err != nil {
+		return fmt.Errorf("query follow: %w", err)
+	}
+	defer fl.Close()
+	for got := 0; got < want; {
+		evs, err := fl.Next(fctx, time.Second)
+		if err != nil {
+			return fmt.Errorf("query follow, after %d of %d events: %w", got, want, err)
+		}
+		got += len(evs)
+	}
+	return nil
+}
