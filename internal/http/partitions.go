@@ -66,7 +66,7 @@ func decodeCursor(s string) (decider, deciderID string, ok bool) {
 // listPartitions godoc
 //
 //	@Summary		List a view's partitions
-//	@Description	Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. A page costs what it shows, not the view's size: all reads the view in order from the cursor, failing and parked read only the partitions in trouble, behind and leased only the partitions behind; none reads the partitions caught up. A read-only key may list.
+//	@Description	Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. A page costs its state's partitions, not the view's size: all reads the view in order from the cursor, failing and parked read only the partitions in trouble, behind and leased read every partition behind after the cursor, sorted; none reads the partitions caught up. A read-only key may list.
 //	@Tags			partitions
 //	@ID				listPartitions
 //	@Produce		json

@@ -10,7 +10,8 @@ import (
 
 // How statements reach the server. pgx's default, cache_statement,
 // prepares each statement once per connection under a name and then sends
-// only its parameters: the fastest (docs/benchmarks.md measures the modes).
+// only its parameters: the cheapest per read, and per append within the
+// noise of the shared benchmark machine (docs/benchmarks.md measures them).
 // A transaction pooler (PgBouncer in transaction mode) breaks it: each
 // transaction runs on whichever server connection is free, where that name
 // is unknown or was prepared by another client ("prepared statement

@@ -1352,7 +1352,7 @@ type ClientInterface interface {
 
 	// ListPartitions List a view's partitions
 	//
-	// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. A page costs what it shows, not the view's size: all reads the view in order from the cursor, failing and parked read only the partitions in trouble, behind and leased only the partitions behind; none reads the partitions caught up. A read-only key may list.
+	// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. A page costs its state's partitions, not the view's size: all reads the view in order from the cursor, failing and parked read only the partitions in trouble, behind and leased read every partition behind after the cursor, sorted; none reads the partitions caught up. A read-only key may list.
 	//
 	// Corresponds with GET /v1/views/{view}/partitions (the `ListPartitions` operationId).
 	ListPartitions(ctx context.Context, view string, params *ListPartitionsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1899,7 +1899,7 @@ func (c *Client) NackEvent(ctx context.Context, view string, body NackEventJSONR
 
 // ListPartitions List a view's partitions
 //
-// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. A page costs what it shows, not the view's size: all reads the view in order from the cursor, failing and parked read only the partitions in trouble, behind and leased only the partitions behind; none reads the partitions caught up. A read-only key may list.
+// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. A page costs its state's partitions, not the view's size: all reads the view in order from the cursor, failing and parked read only the partitions in trouble, behind and leased read every partition behind after the cursor, sorted; none reads the partitions caught up. A read-only key may list.
 //
 // Corresponds with GET /v1/views/{view}/partitions (the `ListPartitions` operationId).
 func (c *Client) ListPartitions(ctx context.Context, view string, params *ListPartitionsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3642,7 +3642,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListPartitionsWithResponse List a view's partitions
 	//
-	// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. A page costs what it shows, not the view's size: all reads the view in order from the cursor, failing and parked read only the partitions in trouble, behind and leased only the partitions behind; none reads the partitions caught up. A read-only key may list.
+	// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. A page costs its state's partitions, not the view's size: all reads the view in order from the cursor, failing and parked read only the partitions in trouble, behind and leased read every partition behind after the cursor, sorted; none reads the partitions caught up. A read-only key may list.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6115,7 +6115,7 @@ func (c *ClientWithResponses) NackEventWithResponse(ctx context.Context, view st
 
 // ListPartitionsWithResponse List a view's partitions
 //
-// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. A page costs what it shows, not the view's size: all reads the view in order from the cursor, failing and parked read only the partitions in trouble, behind and leased only the partitions behind; none reads the partitions caught up. A read-only key may list.
+// Pages through the view's partitions in a stable order (decider, then decider_id). state filters them: all (the streams in the view's scope), behind (matching events not yet acked), leased (leased now), failing (the next event failed at least once; parked ones included) or parked. after is the opaque next_after of the previous page. A page costs its state's partitions, not the view's size: all reads the view in order from the cursor, failing and parked read only the partitions in trouble, behind and leased read every partition behind after the cursor, sorted; none reads the partitions caught up. A read-only key may list.
 //
 // Returns a wrapper object for the known response body format(s).
 //
