@@ -1,12 +1,15 @@
 package store_test
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -42,7 +45,9 @@ func raceDecisions(ds []decision) []error {
 // course's subscriptions and half on the student's (whose query the other
 // subscriptions match too, through their course tag: they overlap by
 // different keys). Two stores of one connection each, six racers on each,
-// so racers meet both alone and grouped.
+// so racers meet in groups of one and of several: all through the group
+// function (fstore_append_if_group); the SQL API's path is raced by
+// TestOverlappingTagDecisionsOneWinsInSQL.
 func tagDecisions(t *testing.T, stores []*store.Store, round int) []decision {
 	t.Helper()
 	course := fmt.Sprintf("c-%d", round)
@@ -194,4 +199,88 @@ func TestGroupedConditionalAppendsAnswerEachCaller(t *testing.T) {
 	all, err := s.ReadEvents(ctx, store.ReadQuery{Limit: 10000})
 	require.NoError(t, err)
 	assert.Len(t, all, 2+10*(20+1+1), "nothing stored twice, nothing refused stored")
+}
+
+// raceSQLDecisions runs the decisions at the same moment through the SQL
+// API's append_events_if (fstore_condition_lock, not the group function),
+// each on a connection of its own, and returns their errors: nil when
+// stored, store.ErrConditionFailed when refused by the condition.
+func raceSQLDecisions(t *testing.T, conns []*pgx.Conn, ds []decision) []error {
+	t.Helper()
+	errs := make([]error, len(ds))
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, d := range ds {
+		events, err := json.Marshal(sqlEvents(d.evs))
+		require.NoError(t, err)
+		q, err := json.Marshal(d.cond.Query)
+		require.NoError(t, err)
+		wg.Go(func() {
+			<-start
+			_, err := conns[i].Exec(ctx, `SELECT * FROM append_events_if($1::text::jsonb, $2::text::jsonb, $3)`,
+				string(events), string(q), d.cond.After)
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == "FS009" {
+				err = store.ErrConditionFailed
+			}
+			errs[i] = err
+		})
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
+// sqlEvents are evs as the SQL API's event objects.
+func sqlEvents(evs []store.NewEvent) []map[string]any {
+	out := make([]map[string]any, len(evs))
+	for i, e := range evs {
+		out[i] = map[string]any{"event": e.Event, "event_id": e.EventID, "decider": e.Decider, "decider_id": e.DeciderID,
+			"data": e.Data, "command_id": e.CommandID, "previous_id": e.PreviousID, "tags": e.Tags}
+	}
+	return out
+}
+
+// tagRaceConns opens the connections of the SQL racers, one per racer.
+func tagRaceConns(t *testing.T, s *store.Store) []*pgx.Conn {
+	t.Helper()
+	conns := make([]*pgx.Conn, 12) // tagDecisions' racers
+	for i := range conns {
+		conn, err := pgx.Connect(ctx, storetest.URL(t, s))
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close(ctx) })
+		conns[i] = conn
+	}
+	return conns
+}
+
+// The tag race again, through the SQL API (append_events_if locks by
+// fstore_condition_lock and fstore_query_keys, one decision per
+// transaction): exactly one is stored, every round.
+func TestOverlappingTagDecisionsOneWinsInSQL(t *testing.T) {
+	t.Parallel()
+	s := storetest.NewStore(t)
+	register(t, s, "courses", courseTypes...)
+	conns := tagRaceConns(t, s)
+	for round := range 30 {
+		require.Equal(t, 1, winners(t, raceSQLDecisions(t, conns, tagDecisions(t, []*store.Store{s}, round))), "round %d", round)
+	}
+}
+
+// And with the key locks taken away, the SQL race stores two: the locks are
+// what keeps it to one on that path too.
+func TestOverlappingTagDecisionsInSQLNeedTheLocks(t *testing.T) {
+	t.Parallel()
+	s := storetest.NewStore(t)
+	register(t, s, "courses", courseTypes...)
+	conns := tagRaceConns(t, s)
+	_, err := conns[0].Exec(ctx, `CREATE OR REPLACE FUNCTION fstore_lock_keys(v_qkeys INT[], v_ekeys INT[], v_global BOOLEAN)
+		RETURNS VOID LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.005); END $$`)
+	require.NoError(t, err)
+	for round := range 50 {
+		if winners(t, raceSQLDecisions(t, conns, tagDecisions(t, []*store.Store{s}, round))) > 1 {
+			return // the race lost without the locks
+		}
+	}
+	t.Fatal("without key locks, 50 rounds of overlapping SQL decisions never stored two: the race test cannot fail")
 }
