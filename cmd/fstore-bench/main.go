@@ -202,16 +202,18 @@ func run(ctx context.Context, o options) error {
 			r.push.deliveries, r.push.latency.p50, r.push.latency.p99, r.push.appendsWhile)
 	}
 
-	if o.want("hooks") {
-		log.Printf("hooks: pushes/s of a scoped view where 10%% of events match, of an unscoped one, and without attempt recording")
-		if r.hooks, err = hookBench(ctx, c, o.dispatcher, fstoreDB); err != nil {
+	if o.want("scoped") {
+		log.Printf("scoped views: drain a 1%% decider from the log's beginning, empty polls, appends with 10 scoped views")
+		if r.scoped, err = scopedBench(ctx, c, fstoreDB, o); err != nil {
 			return err
 		}
 	}
 
-	if o.want("scoped") {
-		log.Printf("scoped views: drain a 1%% decider from the log's beginning, empty polls, appends with 10 scoped views")
-		if r.scoped, err = scopedBench(ctx, c, fstoreDB, o); err != nil {
+	// After scoped, which brings the log to 2M events: issue 11 measures
+	// its pushes on a store of that size.
+	if o.want("hooks") {
+		log.Printf("hooks: pushes/s of a scoped view where 10%% of events match, of an unscoped one, and without attempt recording")
+		if r.hooks, err = hookBench(ctx, c, o.dispatcher, fstoreDB); err != nil {
 			return err
 		}
 	}

@@ -132,16 +132,17 @@ func drain(c *client, view, scope string, total int) (time.Duration, error) {
 	return took, err
 }
 
-// scopedPolls registers 100 scoped views, discovers the noise decider's
-// every stream into one of them, marks them caught up (a fixture, in SQL),
-// and times n empty stream calls of that view.
+// scopedPolls registers 100 scoped views, discovers every stream of the
+// noise and bench deciders (the load's: 100k streams and more) into one of
+// them, marks them caught up (a fixture, in SQL), and times n empty stream
+// calls of that view.
 func scopedPolls(ctx context.Context, c *client, conn *pgx.Conn, n int) (latency, int64, error) {
 	for i := range 99 {
 		if _, err := c.do("PUT", fmt.Sprintf("/v1/views/scoped_%d", i), []byte(`{"deciders":["narrow"]}`), http.StatusCreated); err != nil {
 			return latency{}, 0, err
 		}
 	}
-	if _, err := c.do("PUT", "/v1/views/poll_scoped", []byte(`{"start_at":"2000-01-01T00:00:00Z","deciders":["noise"]}`), http.StatusCreated); err != nil {
+	if _, err := c.do("PUT", "/v1/views/poll_scoped", []byte(`{"start_at":"2000-01-01T00:00:00Z","deciders":["noise","bench"]}`), http.StatusCreated); err != nil {
 		return latency{}, 0, err
 	}
 	for caughtUp := false; !caughtUp; {
