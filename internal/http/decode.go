@@ -14,12 +14,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-playground/validator/v10"
 	"github.com/google/uuid"
+
+	"github.com/fstore/fstore/internal/store"
 )
 
 // maxDataDepth bounds the nesting of an event's data: deeper JSON is refused
@@ -55,18 +56,7 @@ func newValidator() *validator.Validate {
 const nameRule = "must be 1 to 255 characters, with no control characters"
 
 // validName reports whether s follows nameRule.
-func validName(s string) bool {
-	n := utf8.RuneCountInString(s)
-	if n < 1 || n > 255 || !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			return false
-		}
-	}
-	return true
-}
+var validName = store.ValidName
 
 // uuidRule is the message for a malformed UUID.
 const uuidRule = "must be a UUID such as 3f2a7c9e-0b1d-4e5f-8a9b-0c1d2e3f4a5b"

@@ -26,7 +26,7 @@ func (q Query) check() error {
 			return fmt.Errorf("%w: query item %d: tags must be 1 to %d tags", ErrInvalid, i, maxItemTags)
 		}
 		for _, t := range it.Tags {
-			if !validTag(t) {
+			if !ValidName(t) {
 				return fmt.Errorf("%w: query item %d: tag %q must be 1 to 255 characters, with no control characters",
 					ErrInvalid, i, t)
 			}
@@ -44,9 +44,10 @@ func (q Query) check() error {
 	return nil
 }
 
-// validTag reports whether t is 1 to 255 characters without control
-// characters: the rule of every name in fstore, and of fstore_tags (0004).
-func validTag(t string) bool {
+// ValidName reports whether t is 1 to 255 characters without control
+// characters: the rule of every name, key and tag in fstore (the API checks
+// requests by it), and of fstore_tags (0004).
+func ValidName(t string) bool {
 	n := utf8.RuneCountInString(t)
 	if n < 1 || n > 255 || !utf8.ValidString(t) {
 		return false
