@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,12 +70,9 @@ type horizonSample struct {
 }
 
 func openReplica(ctx context.Context, url string) (*replica, error) {
-	cfg, err := pgxpool.ParseConfig(url)
+	cfg, err := poolConfig(url, "read database url")
 	if err != nil {
-		return nil, fmt.Errorf("store: parse read database url: %w", err)
-	}
-	if !strings.Contains(url, "pool_max_conns") {
-		cfg.MaxConns = DefaultMaxConns
+		return nil, err
 	}
 	// The standby may be down now: the safe mode, and no error.
 	if chooseQueryMode(ctx, url, cfg.ConnConfig) != nil {

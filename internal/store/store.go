@@ -61,14 +61,9 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	cfg, err := pgxpool.ParseConfig(url)
+	cfg, err := poolConfig(url, "database url")
 	if err != nil {
-		return nil, fmt.Errorf("store: parse database url: %w", err)
-	}
-	// pgxpool removes pool_* settings once parsed: the original string tells
-	// whether the user chose a size.
-	if !strings.Contains(url, "pool_max_conns") {
-		cfg.MaxConns = DefaultMaxConns
+		return nil, err
 	}
 	if err := chooseQueryMode(ctx, url, cfg.ConnConfig); err != nil {
 		return nil, err
@@ -96,6 +91,21 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	s.pageTokens = make(chan struct{}, catchUpReads)
 	s.catchUp = defaultCatchUp
 	return s, nil
+}
+
+// poolConfig parses url (what names it in the error) with the pool size
+// DefaultMaxConns unless url sets pool_max_conns.
+func poolConfig(url, what string) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("store: parse %s: %w", what, err)
+	}
+	// pgxpool removes pool_* settings once parsed: the original string tells
+	// whether the user chose a size.
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	return cfg, nil
 }
 
 // Close finishes the appends under way, then closes the pool, waiting for
